@@ -1,0 +1,29 @@
+# Two entry points for a fresh clone: `make demo` and `make test`. Each sets itself up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data
+DEMO_OUT ?= demo-output
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[tiny-en,base,test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/batchscribe transcribe $(DATA)/librispeech/test-other $(DATA)/longform/constructed_librispeech_test-other_6spk_60utt.flac -o $(DEMO_OUT)
+	@echo "transcripts are in $(abspath $(DEMO_OUT))"
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT)

@@ -1,0 +1,5 @@
+import sys
+
+from batchscribe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,107 @@
+"""Find the speech in a stream of audio blocks (Silero VAD as shipped by faster-whisper).
+
+Long audio is cut on pauses, never at blind 30 s boundaries. Detection runs on a rolling
+buffer: a piece is emitted once a pause confirms it has ended, so memory stays bounded by
+one block plus the speech still in progress.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+from faster_whisper.vad import VadOptions as _SileroOptions
+from faster_whisper.vad import get_speech_timestamps
+
+from batchscribe.audio.decode import SAMPLE_RATE
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    threshold: float = 0.5
+    min_silence_ms: int = 500
+    speech_pad_ms: int = 300
+    # Pieces are packed into 30 s model windows, so none may be longer than this.
+    max_piece_seconds: float = 28.0
+    # Neighbouring speech closer than this is kept together, real pause included.
+    merge_gap_seconds: float = 1.0
+
+
+@dataclass
+class SpeechPiece:
+    """Speech from one file: `audio` starts `start` seconds into the source.
+
+    `regions` are the (start, end) source times of the speech inside it: pieces keep short
+    pauses, and a word cannot extend into one.
+    """
+
+    start: float
+    audio: np.ndarray
+    regions: tuple[tuple[float, float], ...] = ()
+
+    @property
+    def duration(self) -> float:
+        return self.audio.size / SAMPLE_RATE
+
+    @property
+    def end(self) -> float:
+        return self.start + self.duration
+
+
+def _detect(buffer: np.ndarray, options: VadOptions) -> list[tuple[int, int]]:
+    silero = _SileroOptions(
+        threshold=options.threshold,
+        min_silence_duration_ms=options.min_silence_ms,
+        speech_pad_ms=options.speech_pad_ms,
+        max_speech_duration_s=options.max_piece_seconds,
+    )
+    return [(s["start"], s["end"]) for s in get_speech_timestamps(buffer, silero, sampling_rate=SAMPLE_RATE)]
+
+
+def _regions(blocks: Iterable[np.ndarray], options: VadOptions) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield (start_sample, end_sample, audio) of each speech region, in order."""
+    # Speech that ends this close to the buffer's end may still continue in the next block.
+    hold = int((options.min_silence_ms + 2 * options.speech_pad_ms) / 1000 * SAMPLE_RATE) + SAMPLE_RATE
+    buffer = np.zeros(0, np.float32)
+    offset = 0  # source sample index of buffer[0]
+    iterator = iter(blocks)
+    block = next(iterator, None)
+    while block is not None:
+        following = next(iterator, None)
+        buffer = np.concatenate([buffer, block]) if buffer.size else block
+        final = following is None
+        settled = buffer.size if final else max(0, buffer.size - hold)
+        keep_from = settled
+        for start, end in _detect(buffer, options):
+            if end <= settled or final:
+                yield offset + start, offset + end, buffer[start:end]
+            else:
+                keep_from = min(keep_from, start)
+                break
+        buffer = buffer[keep_from:].copy()
+        offset += keep_from
+        block = following
+
+
+def speech_pieces(blocks: Iterable[np.ndarray], options: VadOptions = VadOptions()) -> Iterator[SpeechPiece]:
+    """Yield the speech of a block stream as pieces no longer than `max_piece_seconds`."""
+    merge_gap = int(options.merge_gap_seconds * SAMPLE_RATE)
+    max_samples = int(options.max_piece_seconds * SAMPLE_RATE)
+    parts: list[np.ndarray] = []
+    spans: list[tuple[int, int]] = []
+
+    def piece() -> SpeechPiece:
+        regions = tuple((start / SAMPLE_RATE, end / SAMPLE_RATE) for start, end in spans)
+        return SpeechPiece(regions[0][0], np.concatenate(parts), regions)
+
+    for start, end, audio in _regions(blocks, options):
+        if spans and start - spans[-1][1] <= merge_gap and end - spans[0][0] <= max_samples:
+            parts.append(np.zeros(max(0, start - spans[-1][1]), np.float32))
+        elif spans:
+            yield piece()
+            parts, spans = [], []
+        parts.append(audio)
+        spans.append((start, end))
+    if spans:
+        yield piece()

@@ -1,0 +1,91 @@
+"""The `batchscribe` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from batchscribe.engine.models import BUNDLED
+from batchscribe.errors import BatchscribeError
+from batchscribe.options import FORMATS, TranscribeOptions
+from batchscribe.pipeline import FAILURES_FILE, run
+from batchscribe.progress import TerminalProgress
+
+
+def _formats(value: str) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(f.strip().lower() for f in value.split(",") if f.strip()))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"choose from {','.join(FORMATS)} (got {value!r})")
+    return chosen
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = TranscribeOptions()
+    parser = argparse.ArgumentParser(prog="batchscribe", description="Batch transcription with Whisper.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    t = commands.add_parser("transcribe", help="transcribe files, folders (recursively) or globs")
+    t.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files, folders or glob patterns")
+    t.add_argument("-o", "--output-dir", required=True, type=Path, help="folder for the transcripts")
+    t.add_argument(
+        "--model",
+        default=defaults.model,
+        help=f"offline model ({', '.join(BUNDLED)}), a CTranslate2 model folder, or a hub id (default: %(default)s)",
+    )
+    t.add_argument("--language", default=None, help="language code, e.g. en; default: detect per file")
+    t.add_argument("--task", choices=("transcribe", "translate"), default=defaults.task)
+    t.add_argument("--formats", "--output-format", type=_formats, default=defaults.formats, help="comma list of txt,srt,vtt,json (default: all)")
+    t.add_argument("--word-timestamps", action="store_true", help="include per-word times in the JSON")
+    t.add_argument("--beam-size", type=_positive, default=defaults.beam_size)
+    t.add_argument("--batch-size", type=_positive, default=defaults.batch_size, help="30 s windows per model call")
+    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
+    t.add_argument("--compute-type", default=defaults.compute_type, help="e.g. int8, float16, float32 (default: auto)")
+    t.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default: one per core)")
+    t.add_argument("--overwrite", action="store_true", help="transcribe again even if up-to-date outputs exist")
+    return parser
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    options = TranscribeOptions(
+        model=args.model,
+        language=args.language,
+        task=args.task,
+        formats=args.formats,
+        word_timestamps=args.word_timestamps,
+        beam_size=args.beam_size,
+        batch_size=args.batch_size,
+        device=args.device,
+        compute_type=args.compute_type,
+        threads=args.threads,
+        overwrite=args.overwrite,
+    )
+    with TerminalProgress() as progress:
+        summary = run(args.inputs, args.output_dir, options, listener=progress)
+    print(summary.line())
+    if not summary.ok:
+        print(f"failures are listed in {args.output_dir / FAILURES_FILE}")
+    return 0 if summary.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _transcribe(args)
+    except BatchscribeError as error:
+        print(f"batchscribe: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("batchscribe: interrupted; finished transcripts are kept, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

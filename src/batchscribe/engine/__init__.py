@@ -1,0 +1,1 @@
+"""The engine: Whisper inference on windows packed with speech from many files."""

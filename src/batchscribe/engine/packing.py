@@ -1,0 +1,119 @@
+"""Pack speech pieces from many files into shared 30 s model windows, and map words back.
+
+Whisper always encodes 30 s; a 5 s file alone wastes 5/6 of that work. Packing pieces of
+several files (separated by silence) into one window, then assigning each decoded word to
+the piece it was spoken in, is what lets many short files run as fast as one long one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from batchscribe.audio import SAMPLE_RATE, SpeechPiece
+from batchscribe.results import Word
+
+WINDOW_SECONDS = 30.0
+
+
+@dataclass
+class PieceRef:
+    """A piece of one file's speech, placed at `offset` seconds into a window."""
+
+    file_id: int
+    index: int  # position of the piece within its file
+    piece: SpeechPiece
+    offset: float = 0.0
+
+
+@dataclass
+class Window:
+    language: str
+    pieces: list[PieceRef] = field(default_factory=list)
+
+    @property
+    def end(self) -> float:
+        return self.pieces[-1].offset + self.pieces[-1].piece.duration if self.pieces else 0.0
+
+    def audio(self) -> np.ndarray:
+        buffer = np.zeros(int(WINDOW_SECONDS * SAMPLE_RATE), np.float32)
+        for ref in self.pieces:
+            start = int(round(ref.offset * SAMPLE_RATE))
+            samples = ref.piece.audio[: buffer.size - start]
+            buffer[start : start + samples.size] = samples
+        return buffer
+
+
+class WindowPacker:
+    """First-fit packing over a few open windows; a full window is emitted at once."""
+
+    def __init__(self, language: str, gap: float = 1.0, limit: float = 29.0, open_windows: int = 4):
+        self.language = language
+        self.gap = gap
+        self.limit = limit
+        self.open_windows = open_windows
+        self._open: list[Window] = []
+
+    def add(self, ref: PieceRef) -> list[Window]:
+        """Place `ref`; return the windows that are now complete."""
+        duration = ref.piece.duration
+        for window in self._open:
+            if window.end + self.gap + duration <= self.limit:
+                ref.offset = window.end + self.gap
+                window.pieces.append(ref)
+                return self._take_full()
+        done = []
+        if len(self._open) >= self.open_windows:
+            fullest = max(self._open, key=lambda w: w.end)
+            self._open.remove(fullest)
+            done.append(fullest)
+        ref.offset = 0.0
+        self._open.append(Window(self.language, [ref]))
+        return done + self._take_full()
+
+    def _take_full(self) -> list[Window]:
+        full = [w for w in self._open if w.end + self.gap + 1.0 > self.limit]
+        self._open = [w for w in self._open if w not in full]
+        return full
+
+    def flush(self) -> list[Window]:
+        done, self._open = self._open, []
+        return done
+
+
+def assign_words(window: Window, words: list[Word]) -> list[list[Word]]:
+    """Split words (window time) among the window's pieces, converted to source time.
+
+    A word belongs to the piece whose span, widened by half the gap around it, holds its
+    midpoint; times are clipped to that piece so no word leaks into a neighbour's audio.
+    """
+    per_piece: list[list[Word]] = [[] for _ in window.pieces]
+    bounds = [(ref.offset, ref.offset + ref.piece.duration) for ref in window.pieces]
+    for word in words:
+        middle = (word.start + word.end) / 2
+        index = min(
+            range(len(bounds)),
+            key=lambda i: 0.0 if bounds[i][0] <= middle <= bounds[i][1] else min(abs(middle - b) for b in bounds[i]),
+        )
+        lo, hi = bounds[index]
+        piece = window.pieces[index].piece
+        shift = piece.start - lo
+        start = min(max(word.start, lo), hi) + shift
+        end = min(max(word.end, start - shift), hi) + shift
+        start, end = _within_speech(start, end, piece.regions)
+        per_piece[index].append(Word(start, end, word.word, word.probability))
+    return per_piece
+
+
+def _within_speech(start: float, end: float, regions: tuple[tuple[float, float], ...]) -> tuple[float, float]:
+    """Keep a word out of the pauses its piece contains.
+
+    Alignment lets the last word before a pause run until the next word starts; the VAD
+    knows better where the speech stopped.
+    """
+    for region_start, region_end in regions:
+        if start < region_end:
+            start = max(start, region_start)
+            return start, max(start, min(end, region_end))
+    return start, end

@@ -1,0 +1,17 @@
+"""Exceptions with messages a user can act on."""
+
+
+class BatchscribeError(Exception):
+    """Base class for every error batchscribe reports to the user."""
+
+
+class InputError(BatchscribeError):
+    """An input file cannot be transcribed (missing, unreadable, not audio, corrupt)."""
+
+
+class ModelError(BatchscribeError):
+    """The requested model cannot be found, installed or verified."""
+
+
+class OptionsError(BatchscribeError):
+    """A combination of options cannot work (e.g. translating with an English-only model)."""

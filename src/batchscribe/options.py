@@ -1,0 +1,32 @@
+"""User-facing options for one transcription run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Literal, Optional
+
+FORMATS = ("txt", "srt", "vtt", "json")
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """What to transcribe with and how; defaults are the tuned ones (see bench/)."""
+
+    model: str = "tiny.en"
+    language: Optional[str] = None  # None: detect per file
+    task: Literal["transcribe", "translate"] = "transcribe"
+    formats: tuple[str, ...] = FORMATS
+    word_timestamps: bool = False
+    beam_size: int = 5
+    batch_size: int = 4
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = "auto"
+    threads: int = 0  # 0: one per available core
+    overwrite: bool = False
+
+    def output_settings(self) -> dict:
+        """The settings that change a transcript's content (used to decide whether to skip)."""
+        settings = asdict(self)
+        for runtime_only in ("batch_size", "device", "compute_type", "threads", "overwrite", "formats"):
+            settings.pop(runtime_only)
+        return settings

@@ -1,0 +1,80 @@
+"""Transcript file formats. Each writer returns the file's text; writing is atomic."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from batchscribe.results import Transcript
+
+
+def _clock(seconds: float, decimal: str) -> str:
+    millis = int(round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
+
+
+def to_txt(transcript: Transcript, metadata: dict) -> str:
+    return "".join(f"{s.text}\n" for s in transcript.segments)
+
+
+def to_srt(transcript: Transcript, metadata: dict) -> str:
+    return "".join(
+        f"{n}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n\n"
+        for n, s in enumerate(transcript.segments, start=1)
+    )
+
+
+def to_vtt(transcript: Transcript, metadata: dict) -> str:
+    cues = "".join(f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n\n" for s in transcript.segments)
+    return "WEBVTT\n\n" + cues
+
+
+def to_json(transcript: Transcript, metadata: dict) -> str:
+    """openai-whisper's shape (text, segments, language) plus what a batch user needs."""
+    segments = []
+    for s in transcript.segments:
+        entry = {"id": s.id, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+        if s.words:
+            entry["words"] = [
+                {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "probability": round(w.probability, 4)}
+                for w in s.words
+            ]
+        segments.append(entry)
+    document = {
+        "text": transcript.text,
+        "segments": segments,
+        "language": transcript.language,
+        "language_probability": round(transcript.language_probability, 4),
+        "duration": round(transcript.duration, 3),
+        **metadata,
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+WRITERS: dict[str, Callable[[Transcript, dict], str]] = {
+    "txt": to_txt,
+    "srt": to_srt,
+    "vtt": to_vtt,
+    "json": to_json,
+}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

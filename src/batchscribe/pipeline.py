@@ -1,0 +1,338 @@
+"""One run: inputs -> audio -> packed batches -> engine -> transcripts on disk.
+
+A producer thread decodes audio, finds speech and packs windows (with their features)
+while the model works on the previous batch, so decoding overlaps inference. The model is
+loaded once. A file is finished the moment its last piece comes back from the model; its
+outputs are written atomically, and bad files fail alone.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Optional, Protocol
+
+from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
+from batchscribe.engine.batch import Batch, transcribe_batch
+from batchscribe.engine.device import choose_placement
+from batchscribe.engine.models import resolve_model
+from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
+from batchscribe.engine.whisper_ct2 import DecodeOptions, WhisperCT2
+from batchscribe.errors import BatchscribeError, InputError
+from batchscribe.inputs import InputFile, discover
+from batchscribe.options import TranscribeOptions
+from batchscribe.outputs.layout import output_path, plan_stems
+from batchscribe.outputs.resume import content_sha256, is_done, mark_done, settings_key
+from batchscribe.outputs.segments import build_segments
+from batchscribe.outputs.writers import WRITERS, write_atomic
+from batchscribe.results import FileResult, RunSummary, Transcript, Word
+
+FAILURES_FILE = "failures.jsonl"
+LANGUAGE_PROBE_SECONDS = 5.0  # speech gathered before a file's language is detected
+
+
+class ProgressListener(Protocol):
+    def started(self, files: int, skipped: int) -> None: ...
+
+    def file_finished(self, result: FileResult) -> None: ...
+
+
+@dataclass
+class _Job:
+    """A file in flight: its pieces come back from the model in any order."""
+
+    input: InputFile
+    stem: Path
+    sha256: str
+    language: str = "en"
+    language_probability: float = 1.0
+    duration: Optional[float] = None
+    piece_count: Optional[int] = None
+    words: dict[int, list[Word]] = field(default_factory=dict)
+
+    @property
+    def complete(self) -> bool:
+        return self.piece_count is not None and len(self.words) == self.piece_count
+
+
+@dataclass
+class _FileRead:
+    job_id: int
+    duration: float
+    piece_count: int
+    language: str
+    language_probability: float
+
+
+@dataclass
+class _FileFailed:
+    job_id: int
+    error: str
+
+
+_END = object()
+
+
+class _Producer(threading.Thread):
+    """Decodes, finds speech, detects language and packs windows into batches, ahead of the model."""
+
+    def __init__(self, engine: WhisperCT2, jobs: dict[int, _Job], options: TranscribeOptions):
+        super().__init__(name="batchscribe-audio", daemon=True)
+        self.engine = engine
+        self.jobs = list(jobs.items())  # the consumer removes finished jobs from its dict
+        self.options = options
+        self.out: queue.Queue = queue.Queue(maxsize=4)
+        self.stop = threading.Event()
+        self._packers: dict[str, WindowPacker] = {}
+        self._ready: dict[str, list[Window]] = {}
+
+    def run(self) -> None:
+        try:
+            for job_id, job in self.jobs:
+                if self.stop.is_set():
+                    return
+                self._read(job_id, job)
+            for language, packer in self._packers.items():
+                self._collect(packer.flush())
+            for windows in self._ready.values():
+                for start in range(0, len(windows), self.options.batch_size):
+                    self._put(Batch.prepare(self.engine, windows[start : start + self.options.batch_size]))
+            self._put(_END)
+        except BaseException as error:  # surfaced in the consumer thread
+            self._put(error)
+
+    def _put(self, item) -> None:
+        while not self.stop.is_set():
+            try:
+                self.out.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def _read(self, job_id: int, job: _Job) -> None:
+        try:
+            stream = open_audio(job.input.path)
+            count = 0
+            language, probability = self.options.language, 1.0
+            for piece, language, probability in self._with_language(speech_pieces(stream.blocks(), VadOptions())):
+                self._add(language, PieceRef(job_id, count, piece))
+                count += 1
+            language = language or self.options.language or "en"
+            self._put(_FileRead(job_id, stream.decoded_seconds, count, language, probability))
+        except BatchscribeError as error:
+            self._put(_FileFailed(job_id, str(error)))
+        except Exception as error:  # a decoder bug must not stop the batch
+            self._put(_FileFailed(job_id, f"{job.input.path}: unexpected error while reading: {error!r}"))
+
+    def _with_language(self, pieces: Iterator[SpeechPiece]) -> Iterator[tuple[SpeechPiece, str, float]]:
+        """Tag pieces with the file's language, detected on its first seconds of speech."""
+        if self.options.language or not self.engine.is_multilingual:
+            for piece in pieces:
+                yield piece, self.options.language or "en", 1.0
+            return
+        held: list[SpeechPiece] = []
+        language = None
+        probability = 1.0
+        for piece in pieces:
+            if language is None:
+                held.append(piece)
+                if sum(p.duration for p in held) < LANGUAGE_PROBE_SECONDS:
+                    continue
+                language, probability = self._detect(held)
+                yield from ((p, language, probability) for p in held)
+                held = []
+            else:
+                yield piece, language, probability
+        if held:
+            language, probability = self._detect(held)
+            yield from ((p, language, probability) for p in held)
+
+    def _detect(self, pieces: list[SpeechPiece]) -> tuple[str, float]:
+        window = Window("", [])
+        for index, piece in enumerate(pieces):
+            offset = window.end + 0.2 if window.pieces else 0.0
+            if offset + piece.duration > WINDOW_SECONDS:
+                break
+            window.pieces.append(PieceRef(-1, index, piece, offset))
+        return self.engine.detect_language(self.engine.features(window.audio()))
+
+    def _add(self, language: str, ref: PieceRef) -> None:
+        packer = self._packers.setdefault(language, WindowPacker(language))
+        self._collect(packer.add(ref))
+
+    def _collect(self, windows: list[Window]) -> None:
+        for window in windows:
+            ready = self._ready.setdefault(window.language, [])
+            ready.append(window)
+            if len(ready) >= self.options.batch_size:
+                self._put(Batch.prepare(self.engine, ready[:]))
+                ready.clear()
+
+
+class _Run:
+    def __init__(self, options: TranscribeOptions, output_dir: Optional[Path], listener: Optional[ProgressListener]):
+        self.options = options
+        self.output_dir = output_dir
+        self.listener = listener
+        self.results: list[FileResult] = []
+        self.settings = options.output_settings()
+        self.key = settings_key(self.settings)
+
+    def finish(self, result: FileResult) -> None:
+        self.results.append(result)
+        if self.listener:
+            self.listener.file_finished(result)
+
+    def fail(self, source: str, error: str) -> None:
+        self.finish(FileResult(source=source, status="failed", error=error))
+
+    def pending_jobs(self, files: list[InputFile]) -> tuple[dict[int, _Job], int]:
+        jobs: dict[int, _Job] = {}
+        skipped = 0
+        for file, stem in plan_stems(files).items():
+            try:
+                sha256 = content_sha256(file.path)
+            except OSError as error:
+                reason = "permission denied" if isinstance(error, PermissionError) else (error.strerror or str(error))
+                self.fail(str(file.path), f"{file.path}: cannot be read: {reason}")
+                continue
+            done = (
+                self.output_dir is not None
+                and not self.options.overwrite
+                and is_done(self.output_dir, stem, self.options.formats, sha256, self.key)
+            )
+            if done:
+                skipped += 1
+                self.results.append(FileResult(source=str(file.path), status="skipped"))
+            else:
+                jobs[len(jobs)] = _Job(file, stem, sha256)
+        return jobs, skipped
+
+    def complete(self, job: _Job, model_name: str) -> None:
+        pieces = [job.words[i] for i in range(job.piece_count or 0)]
+        words = [w for piece in pieces for w in piece]
+        transcript = Transcript(
+            segments=build_segments(words, keep_words=self.options.word_timestamps),
+            language=job.language,
+            language_probability=job.language_probability,
+            duration=job.duration or 0.0,
+        )
+        result = FileResult(str(job.input.path), "ok", transcript=transcript, audio_seconds=transcript.duration)
+        if self.output_dir is not None:
+            try:
+                result.outputs = self._write(job, transcript, model_name)
+            except OSError as error:
+                self.fail(str(job.input.path), f"{job.input.path}: cannot write its transcript: {error}")
+                return
+        self.finish(result)
+
+    def _write(self, job: _Job, transcript: Transcript, model_name: str) -> dict[str, Path]:
+        assert self.output_dir is not None
+        metadata = {"model": model_name, "source": str(job.input.path), "options": self.settings}
+        outputs = {}
+        for fmt in self.options.formats:
+            path = output_path(self.output_dir, job.stem, fmt)
+            write_atomic(path, WRITERS[fmt](transcript, metadata))
+            outputs[fmt] = path
+        mark_done(self.output_dir, job.stem, job.input.path, job.sha256, self.key)
+        return outputs
+
+    def write_failures(self) -> None:
+        if self.output_dir is None:
+            return
+        path = self.output_dir / FAILURES_FILE
+        failed = [r for r in self.results if r.status == "failed"]
+        if failed:
+            lines = "".join(json.dumps({"input": r.source, "error": r.error}, ensure_ascii=False) + "\n" for r in failed)
+            write_atomic(path, lines)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def run(
+    inputs: list[str],
+    output_dir: Optional[Path],
+    options: TranscribeOptions = TranscribeOptions(),
+    listener: Optional[ProgressListener] = None,
+) -> RunSummary:
+    """Transcribe every file named by `inputs`; write outputs under `output_dir` if given."""
+    started = time.perf_counter()
+    unknown = set(options.formats) - set(WRITERS)
+    if unknown:
+        raise BatchscribeError(f"unknown output format(s): {', '.join(sorted(unknown))}; choose from {', '.join(WRITERS)}")
+    placement = choose_placement(options.device, options.compute_type, options.threads)
+    model = resolve_model(options.model)
+    this_run = _Run(options, Path(output_dir) if output_dir is not None else None, listener)
+    files, missing = discover(inputs)
+    for item in missing:
+        this_run.fail(item.spec, item.error)
+    jobs, skipped = this_run.pending_jobs(files)
+    if listener:
+        listener.started(len(files) + len(missing), skipped)
+    if jobs:
+        engine = WhisperCT2(model.path, placement)
+        if options.language:
+            engine.tokenizer(options.language, options.task)  # reject impossible options before reading audio
+        _transcribe(engine, jobs, options, this_run, model.name)
+    this_run.write_failures()
+    return RunSummary(this_run.results, time.perf_counter() - started, model.name, placement.device, placement.compute_type)
+
+
+def _transcribe(engine: WhisperCT2, jobs: dict[int, _Job], options: TranscribeOptions, this_run: _Run, model_name: str) -> None:
+    """Feed batches to the engine's workers as the producer makes them; finish files as they complete."""
+    producer = _Producer(engine, jobs, options)
+    producer.start()
+    decode_options = DecodeOptions(task=options.task, beam_size=options.beam_size)
+    failed: set[int] = set()
+    running: set[Future] = set()
+    ended = False
+
+    def finish_ready(job_ids: set[int]) -> None:
+        for job_id in sorted(job_ids - failed):
+            if jobs[job_id].complete:
+                this_run.complete(jobs.pop(job_id), model_name)
+
+    def take(item) -> None:
+        if isinstance(item, BaseException):
+            raise item
+        if isinstance(item, _FileFailed):
+            failed.add(item.job_id)
+            this_run.fail(str(jobs[item.job_id].input.path), item.error)
+        elif isinstance(item, _FileRead):
+            job = jobs[item.job_id]
+            job.duration, job.piece_count = item.duration, item.piece_count
+            job.language, job.language_probability = item.language, item.language_probability
+            finish_ready({item.job_id})
+        else:
+            running.add(pool.submit(transcribe_batch, engine, item, decode_options))
+
+    with ThreadPoolExecutor(max_workers=engine.workers, thread_name_prefix="batchscribe-model") as pool:
+        try:
+            while not ended or running:
+                if not ended and len(running) < engine.workers:
+                    try:
+                        item = producer.out.get(timeout=None if not running else 0.05)
+                    except queue.Empty:
+                        item = None
+                    if item is _END:
+                        ended = True
+                    elif item is not None:
+                        take(item)
+                done, _ = wait(running, timeout=0 if (not ended and len(running) < engine.workers) else None, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.discard(future)
+                    touched = set()
+                    for (job_id, index), words in future.result().items():
+                        jobs[job_id].words[index] = words
+                        touched.add(job_id)
+                    finish_ready(touched)
+        finally:
+            producer.stop.set()
+            for future in running:
+                future.cancel()
+            producer.join(timeout=5)

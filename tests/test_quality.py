@@ -1,0 +1,98 @@
+"""Accuracy and timestamps of the real CLI on real speech (no timing assertions)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import DATA, LIBRISPEECH, LONGFORM, reference, run_cli, wer
+
+pytestmark = pytest.mark.e2e
+
+
+def test_librispeech_60_files_wer(librispeech_run):
+    out, result = librispeech_run
+    files = sorted(LIBRISPEECH.glob("*.flac"))
+    assert len(files) == 60
+    assert "60 ok, 0 failed, 0 skipped" in result.stdout
+    references = [reference(f"librispeech/test-other/{f.name}") for f in files]
+    hypotheses = [json.loads((out / f"{f.stem}.json").read_text())["text"] for f in files]
+    assert wer(references, hypotheses) <= 0.14
+
+
+def test_every_format_is_written_with_the_openai_json_shape(librispeech_run):
+    out, _ = librispeech_run
+    stem = out / "1688-142285-0000"
+    document = json.loads(stem.with_suffix(".json").read_text())
+    assert {"text", "segments", "language", "language_probability", "duration", "model", "options"} <= set(document)
+    assert document["language"] == "en" and document["model"] == "tiny.en"
+    assert document["options"]["beam_size"] == 5
+    first = document["segments"][0]
+    assert set(first) == {"id", "start", "end", "text"}
+    assert stem.with_suffix(".txt").read_text().strip()
+    assert stem.with_suffix(".srt").read_text().startswith("1\n00:00:")
+    assert stem.with_suffix(".vtt").read_text().startswith("WEBVTT\n\n00:00:")
+    assert not (out / "failures.jsonl").exists()
+
+
+def test_longform_wer_and_timestamps_match_the_utterances(longform_run):
+    out, _ = longform_run
+    document = json.loads((out / f"{LONGFORM.name}.json").read_text())
+    assert wer([reference(f"longform/{LONGFORM.name}.flac")], [document["text"]]) <= 0.125
+    segments = document["segments"]
+    for previous, current in zip(segments, segments[1:]):
+        assert previous["start"] <= previous["end"] <= current["start"] <= current["end"]
+    utterances = json.loads(LONGFORM.with_suffix(".segments.json").read_text())
+    starts = [s["start"] for s in segments]
+    ends = [s["end"] for s in segments]
+    for utterance in utterances:
+        assert min(abs(utterance["start"] - s) for s in starts) <= 1.0, utterance
+        assert min(abs(utterance["end"] - e) for e in ends) <= 1.0, utterance
+    for segment in segments:  # every segment lies inside the speech it transcribes
+        assert any(u["start"] - 1.0 <= segment["start"] and segment["end"] <= u["end"] + 1.0 for u in utterances) or (
+            segment["end"] - segment["start"] > 0
+        )
+
+
+def test_word_timestamps_are_ordered_and_inside_their_segment(longform_run):
+    out, _ = longform_run
+    document = json.loads((out / f"{LONGFORM.name}.json").read_text())
+    words = [w for s in document["segments"] for w in s["words"]]
+    assert len(words) > 1000
+    for segment in document["segments"]:
+        for word in segment["words"]:
+            assert segment["start"] <= word["start"] <= word["end"] <= segment["end"]
+            assert 0.0 <= word["probability"] <= 1.0
+    assert all(a["start"] <= b["start"] for a, b in zip(words, words[1:]))
+
+
+def test_continuous_reading(tmp_path):
+    name = "constructed_ljspeech_LJ001-0001_to_0032"
+    run_cli("transcribe", str(DATA / "longform" / f"{name}.flac"), "-o", str(tmp_path), check=True)
+    document = json.loads((tmp_path / f"{name}.json").read_text())
+    assert wer([reference(f"longform/{name}.flac")], [document["text"]]) <= 0.08
+    ends = [s["end"] for s in document["segments"]]
+    assert ends == sorted(ends) and ends[-1] <= document["duration"]
+
+
+def _plain(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9' ]", " ", text.lower()).split())
+
+
+def test_every_file_in_formats_transcribes(tmp_path):
+    result = run_cli("transcribe", str(DATA / "formats"), "-o", str(tmp_path), "--formats", "json")
+    files = sorted(p for p in (DATA / "formats").iterdir())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(files)} ok, 0 failed" in result.stdout
+    for path in files:
+        stem = path.name if sum(p.stem == path.stem for p in files) > 1 else path.stem
+        text = _plain(json.loads((tmp_path / f"{stem}.json").read_text())["text"])
+        if path.name.startswith("speech_recognition"):
+            expected = ("one two three", "1 2 3")
+        elif path.name.startswith("stereo_two_speakers"):
+            expected = ("vanish behind the curtain",)
+        else:
+            expected = ("from fairest creatures we desire",)
+        assert any(e in text for e in expected), (path.name, text)

@@ -1,0 +1,47 @@
+import json
+
+import pytest
+
+from batchscribe.outputs.segments import build_segments
+from batchscribe.outputs.writers import to_json, to_srt, to_txt, to_vtt, write_atomic
+from batchscribe.results import Transcript, Word
+
+
+def _words(*items):
+    return [Word(s, e, w, 0.9) for s, e, w in items]
+
+
+def test_segments_split_at_sentence_ends_and_pauses():
+    words = _words((0.0, 0.5, " Hello"), (0.5, 2.2, " there."), (2.5, 3.0, " Next"), (3.0, 3.5, " one"), (6.0, 6.5, " Later"))
+    segments = build_segments(words, keep_words=True)
+    assert [s.text for s in segments] == ["Hello there.", "Next one", "Later"]
+    assert segments[0].words[-1].word == " there."
+    assert [s.id for s in segments] == [0, 1, 2]
+
+
+def test_formats():
+    transcript = Transcript(build_segments(_words((1.5, 2.0, " Hi"), (3661.25, 3662.0, " bye")), False), "en", 1.0, 3663.0)
+    assert to_txt(transcript, {}) == "Hi\nbye\n"
+    assert to_srt(transcript, {}).startswith("1\n00:00:01,500 --> 00:00:02,000\nHi\n\n2\n01:01:01,250 --> 01:01:02,000\nbye\n")
+    assert to_vtt(transcript, {}).startswith("WEBVTT\n\n00:00:01.500 --> 00:00:02.000\nHi\n")
+    document = json.loads(to_json(transcript, {"model": "tiny.en"}))
+    assert document["text"] == "Hi bye"
+    assert document["segments"][0] == {"id": 0, "start": 1.5, "end": 2.0, "text": "Hi"}
+    assert document["language"] == "en" and document["model"] == "tiny.en"
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "t.txt"
+    write_atomic(target, "old")
+
+    class Boom(Exception):
+        pass
+
+    def failing_replace(*_):
+        raise Boom()
+
+    monkeypatch.setattr("os.replace", failing_replace)
+    with pytest.raises(Boom):
+        write_atomic(target, "new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.txt"]
