@@ -1,0 +1,1 @@
+"""Benchmarks against peers (run `python -m bench`); not part of the test suite."""
