@@ -96,3 +96,18 @@ def test_every_file_in_formats_transcribes(tmp_path):
         else:
             expected = ("from fairest creatures we desire",)
         assert any(e in text for e in expected), (path.name, text)
+
+
+def test_varied_real_world_english(tmp_path):
+    """LJSpeech, AN4 commands, ARCTIC, LibriVox, FLEURS, Common Voice, spontaneous and 8 kHz telephone speech."""
+    folders = [DATA / "english_misc", DATA / "telephony_8k"]
+    run_cli("transcribe", *map(str, folders), "-o", str(tmp_path), "--formats", "json", check=True)
+    references, hypotheses = [], []
+    for folder in folders:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            relative = path.relative_to(folder)
+            output = tmp_path / relative.parent / f"{relative.stem}.json"
+            references.append(reference(str(path.relative_to(DATA))))
+            hypotheses.append(json.loads(output.read_text())["text"])
+    assert len(references) == 111
+    assert wer(references, hypotheses) <= 0.10
