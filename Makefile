@@ -23,6 +23,7 @@ demo: venv
 	@echo "transcripts are in $(abspath $(DEMO_OUT))"
 
 test: venv
+	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
 
 clean:

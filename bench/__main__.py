@@ -56,11 +56,32 @@ def _duration(files: list[Path]) -> float:
 
 def _command(system: str, model: str, out: Path, files: list[Path], threads: int) -> list[str]:
     if system == "batchscribe":
-        return [str(REPO / ".venv" / "bin" / "batchscribe"), "transcribe", *map(str, files), "-o", str(out),
-                "--model", model, "--formats", "txt", "--overwrite", "--threads", str(threads)]
+        return [
+            str(REPO / ".venv" / "bin" / "batchscribe"),
+            "transcribe",
+            *map(str, files),
+            "-o",
+            str(out),
+            "--model",
+            model,
+            "--formats",
+            "txt",
+            "--overwrite",
+            "--threads",
+            str(threads),
+        ]
     from batchscribe.engine.models import resolve_model
 
-    return [sys.executable, "-m", "bench.peers", system, str(resolve_model(model).path), str(out), str(threads), *map(str, files)]
+    return [
+        sys.executable,
+        "-m",
+        "bench.peers",
+        system,
+        str(resolve_model(model).path),
+        str(out),
+        str(threads),
+        *map(str, files),
+    ]
 
 
 def _run(command: list[str]) -> tuple[float, float, str]:
@@ -113,11 +134,18 @@ def main() -> None:
                 print(f"{corpus} rep {rep + 1}/{args.reps} {system}: {wall:.1f} s", file=sys.stderr)
         for system in systems:
             wall = statistics.median(w for w, _ in runs[system])
-            rows.append({
-                "corpus": corpus, "system": system, "model": args.model, "audio_seconds": round(audio, 1),
-                "wall_seconds": round(wall, 2), "rtfx": round(audio / wall, 1), "wer": round(100 * wers[system], 2),
-                "peak_rss_mib": round(max(r for _, r in runs[system])),
-            })
+            rows.append(
+                {
+                    "corpus": corpus,
+                    "system": system,
+                    "model": args.model,
+                    "audio_seconds": round(audio, 1),
+                    "wall_seconds": round(wall, 2),
+                    "rtfx": round(audio / wall, 1),
+                    "wer": round(100 * wers[system], 2),
+                    "peak_rss_mib": round(max(r for _, r in runs[system])),
+                }
+            )
         base = next(r for r in rows if r["corpus"] == corpus and r["system"] == "batchscribe")
         for row in rows:
             if row["corpus"] == corpus:
@@ -127,7 +155,11 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
     table = ["| corpus | system | RTFx | WER % | peak RSS MiB | batchscribe speed-up |", "|---|---|---|---|---|---|"]
-    table += [f"| {r['corpus']} | {r['system']} | {r['rtfx']} | {r['wer']} | {r['peak_rss_mib']} | {r['batchscribe_speedup']}x |" for r in rows]
+    table += [
+        f"| {r['corpus']} | {r['system']} | {r['rtfx']} | {r['wer']} | {r['peak_rss_mib']} "
+        f"| {r['batchscribe_speedup']}x |"
+        for r in rows
+    ]
     markdown = f"{machine}, {args.model}, median of {args.reps}\n\n" + "\n".join(table) + "\n"
     (RESULTS / "latest.md").write_text(markdown)
     print(json.dumps(report))

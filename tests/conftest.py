@@ -45,7 +45,9 @@ def run_cli(*args: str, check: bool = False, unprivileged: bool = False) -> subp
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     if check and result.returncode != 0:
-        raise AssertionError(f"batchscribe {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"batchscribe {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+        )
     return result
 
 

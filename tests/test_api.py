@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -34,7 +36,7 @@ def test_streaming_vad_is_independent_of_block_size():
     assert abs(len(large) - len(small)) <= 3
     covered = lambda pieces: sum(p.duration for p in pieces)  # noqa: E731
     assert covered(small) == pytest.approx(covered(large), rel=0.03)
-    assert all(a.end <= b.start for a, b in zip(small, small[1:]))
+    assert all(a.end <= b.start for a, b in pairwise(small))
     assert all(np.isfinite(p.audio).all() for p in small)
 
 

@@ -48,7 +48,9 @@ def _png(path: Path) -> Path:
 
     raw = b"".join(b"\x00" + b"\x80\x80\x80" * 8 for _ in range(8))
     header = struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -167,7 +169,9 @@ def test_unreadable_file_fails_alone(tmp_path):
     shutil.copy(SPEECH, tmp_path / "secret.wav")
     (tmp_path / "secret.wav").chmod(0o000)
     out = tmp_path / "out"
-    result = run_cli("transcribe", str(tmp_path / "readable.wav"), str(tmp_path / "secret.wav"), "-o", str(out), unprivileged=True)
+    result = run_cli(
+        "transcribe", str(tmp_path / "readable.wav"), str(tmp_path / "secret.wav"), "-o", str(out), unprivileged=True
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "1 ok, 1 failed" in result.stdout
     (record,) = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]

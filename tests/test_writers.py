@@ -12,7 +12,9 @@ def _words(*items):
 
 
 def test_segments_split_at_sentence_ends_and_pauses():
-    words = _words((0.0, 0.5, " Hello"), (0.5, 2.2, " there."), (2.5, 3.0, " Next"), (3.0, 3.5, " one"), (6.0, 6.5, " Later"))
+    words = _words(
+        (0.0, 0.5, " Hello"), (0.5, 2.2, " there."), (2.5, 3.0, " Next"), (3.0, 3.5, " one"), (6.0, 6.5, " Later")
+    )
     segments = build_segments(words, keep_words=True)
     assert [s.text for s in segments] == ["Hello there.", "Next one", "Later"]
     assert segments[0].words[-1].word == " there."
@@ -20,9 +22,13 @@ def test_segments_split_at_sentence_ends_and_pauses():
 
 
 def test_formats():
-    transcript = Transcript(build_segments(_words((1.5, 2.0, " Hi"), (3661.25, 3662.0, " bye")), False), "en", 1.0, 3663.0)
+    transcript = Transcript(
+        build_segments(_words((1.5, 2.0, " Hi"), (3661.25, 3662.0, " bye")), False), "en", 1.0, 3663.0
+    )
     assert to_txt(transcript, {}) == "Hi\nbye\n"
-    assert to_srt(transcript, {}).startswith("1\n00:00:01,500 --> 00:00:02,000\nHi\n\n2\n01:01:01,250 --> 01:01:02,000\nbye\n")
+    assert to_srt(transcript, {}).startswith(
+        "1\n00:00:01,500 --> 00:00:02,000\nHi\n\n2\n01:01:01,250 --> 01:01:02,000\nbye\n"
+    )
     assert to_vtt(transcript, {}).startswith("WEBVTT\n\n00:00:01.500 --> 00:00:02.000\nHi\n")
     document = json.loads(to_json(transcript, {"model": "tiny.en"}))
     assert document["text"] == "Hi bye"

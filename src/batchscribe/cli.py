@@ -42,7 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--language", default=None, help="language code, e.g. en; default: detect per file")
     t.add_argument("--task", choices=("transcribe", "translate"), default=defaults.task)
-    t.add_argument("--formats", "--output-format", type=_formats, default=defaults.formats, help="comma list of txt,srt,vtt,json (default: all)")
+    t.add_argument(
+        "--formats",
+        "--output-format",
+        type=_formats,
+        default=defaults.formats,
+        help="comma list of txt,srt,vtt,json (default: all)",
+    )
     t.add_argument("--word-timestamps", action="store_true", help="include per-word times in the JSON")
     t.add_argument("--beam-size", type=_positive, default=defaults.beam_size)
     t.add_argument("--batch-size", type=_positive, default=defaults.batch_size, help="30 s windows per model call")

@@ -23,7 +23,7 @@ from batchscribe.engine.device import choose_placement
 from batchscribe.engine.models import resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
 from batchscribe.engine.whisper_ct2 import DecodeOptions, WhisperCT2
-from batchscribe.errors import BatchscribeError, InputError
+from batchscribe.errors import BatchscribeError
 from batchscribe.inputs import InputFile, discover
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.layout import output_path, plan_stems
@@ -97,7 +97,7 @@ class _Producer(threading.Thread):
                 if self.stop.is_set():
                     return
                 self._read(job_id, job)
-            for language, packer in self._packers.items():
+            for packer in self._packers.values():
                 self._collect(packer.flush())
             for windows in self._ready.values():
                 for start in range(0, len(windows), self.options.batch_size):
@@ -118,11 +118,11 @@ class _Producer(threading.Thread):
         try:
             stream = open_audio(job.input.path)
             count = 0
-            language, probability = self.options.language, 1.0
-            for piece, language, probability in self._with_language(speech_pieces(stream.blocks(), VadOptions())):
+            language, probability = self.options.language or "en", 1.0
+            pieces = self._with_language(speech_pieces(stream.blocks(), VadOptions()))
+            for piece, language, probability in pieces:  # noqa: B007 (the last values describe the file)
                 self._add(language, PieceRef(job_id, count, piece))
                 count += 1
-            language = language or self.options.language or "en"
             self._put(_FileRead(job_id, stream.decoded_seconds, count, language, probability))
         except BatchscribeError as error:
             self._put(_FileFailed(job_id, str(error)))
@@ -248,7 +248,9 @@ class _Run:
         path = self.output_dir / FAILURES_FILE
         failed = [r for r in self.results if r.status == "failed"]
         if failed:
-            lines = "".join(json.dumps({"input": r.source, "error": r.error}, ensure_ascii=False) + "\n" for r in failed)
+            lines = "".join(
+                json.dumps({"input": r.source, "error": r.error}, ensure_ascii=False) + "\n" for r in failed
+            )
             write_atomic(path, lines)
         else:
             path.unlink(missing_ok=True)
@@ -257,14 +259,17 @@ class _Run:
 def run(
     inputs: list[str],
     output_dir: Optional[Path],
-    options: TranscribeOptions = TranscribeOptions(),
+    options: Optional[TranscribeOptions] = None,
     listener: Optional[ProgressListener] = None,
 ) -> RunSummary:
     """Transcribe every file named by `inputs`; write outputs under `output_dir` if given."""
     started = time.perf_counter()
+    options = options or TranscribeOptions()
     unknown = set(options.formats) - set(WRITERS)
     if unknown:
-        raise BatchscribeError(f"unknown output format(s): {', '.join(sorted(unknown))}; choose from {', '.join(WRITERS)}")
+        raise BatchscribeError(
+            f"unknown output format(s): {', '.join(sorted(unknown))}; choose from {', '.join(WRITERS)}"
+        )
     placement = choose_placement(options.device, options.compute_type, options.threads)
     model = resolve_model(options.model)
     this_run = _Run(options, Path(output_dir) if output_dir is not None else None, listener)
@@ -280,10 +285,14 @@ def run(
             engine.tokenizer(options.language, options.task)  # reject impossible options before reading audio
         _transcribe(engine, jobs, options, this_run, model.name)
     this_run.write_failures()
-    return RunSummary(this_run.results, time.perf_counter() - started, model.name, placement.device, placement.compute_type)
+    return RunSummary(
+        this_run.results, time.perf_counter() - started, model.name, placement.device, placement.compute_type
+    )
 
 
-def _transcribe(engine: WhisperCT2, jobs: dict[int, _Job], options: TranscribeOptions, this_run: _Run, model_name: str) -> None:
+def _transcribe(
+    engine: WhisperCT2, jobs: dict[int, _Job], options: TranscribeOptions, this_run: _Run, model_name: str
+) -> None:
     """Feed batches to the engine's workers as the producer makes them; finish files as they complete."""
     producer = _Producer(engine, jobs, options)
     producer.start()
@@ -323,7 +332,11 @@ def _transcribe(engine: WhisperCT2, jobs: dict[int, _Job], options: TranscribeOp
                         ended = True
                     elif item is not None:
                         take(item)
-                done, _ = wait(running, timeout=0 if (not ended and len(running) < engine.workers) else None, return_when=FIRST_COMPLETED)
+                done, _ = wait(
+                    running,
+                    timeout=0 if (not ended and len(running) < engine.workers) else None,
+                    return_when=FIRST_COMPLETED,
+                )
                 for future in done:
                     running.discard(future)
                     touched = set()

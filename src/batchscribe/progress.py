@@ -45,5 +45,3 @@ class TerminalProgress:
         self.audio_seconds += result.audio_seconds
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         self._bar.update(self._task, advance=1, hours=self.audio_seconds / 3600, speed=self.audio_seconds / elapsed)
-
-

@@ -97,7 +97,9 @@ class AudioStream:
                 pending.append(out.to_ndarray().reshape(-1))
         except (av.error.InvalidDataError, av.error.FFmpegError) as error:
             at = (decoded_samples + pending_samples) / SAMPLE_RATE
-            raise InputError(f"{self.path}: corrupt audio ({self.codec}), decoding failed at {at:.1f} s: {error}") from error
+            raise InputError(
+                f"{self.path}: corrupt audio ({self.codec}), decoding failed at {at:.1f} s: {error}"
+            ) from error
         finally:
             self._container.close()
         tail = np.concatenate(pending) if pending else np.zeros(0, np.float32)

@@ -45,7 +45,7 @@ def transcribe_batch(engine: WhisperCT2, batch: Batch, options: DecodeOptions) -
     decoded = engine.decode(batch.features, [w.end for w in batch.windows], language, options)
     result: PieceWords = {}
     alone: list[PieceRef] = []
-    for window, output in zip(batch.windows, decoded):
+    for window, output in zip(batch.windows, decoded, strict=True):
         if len(window.pieces) == 1:
             alone_result = _accept_alone(engine, [window], [output], options)
             result.update(alone_result)
@@ -55,7 +55,7 @@ def transcribe_batch(engine: WhisperCT2, batch: Batch, options: DecodeOptions) -
             continue
         per_piece = assign_words(window, output.words)
         retry = _sparse(window, per_piece)
-        for k, (ref, words) in enumerate(zip(window.pieces, per_piece)):
+        for k, (ref, words) in enumerate(zip(window.pieces, per_piece, strict=True)):
             if k in retry:
                 alone.append(ref)
             else:
@@ -72,7 +72,7 @@ def transcribe_batch(engine: WhisperCT2, batch: Batch, options: DecodeOptions) -
 def _sparse(window: Window, per_piece: list[list[Word]]) -> set[int]:
     return {
         k
-        for k, (ref, words) in enumerate(zip(window.pieces, per_piece))
+        for k, (ref, words) in enumerate(zip(window.pieces, per_piece, strict=True))
         if _spoken_words(words) / max(ref.piece.duration, 0.5) < MIN_WORDS_PER_SECOND
     }
 
@@ -98,11 +98,11 @@ def _accept_alone(
         subset = [windows[i] for i in retry]
         features = Batch.prepare(engine, subset).features
         hotter = DecodeOptions(options.task, options.beam_size, temperature)
-        for i, output in zip(retry, engine.decode(features, [w.end for w in subset], language, hotter)):
+        for i, output in zip(retry, engine.decode(features, [w.end for w in subset], language, hotter), strict=True):
             if output.avg_logprob > outputs[i].avg_logprob or not _needs_fallback(output):
                 outputs[i] = output
     result: PieceWords = {}
-    for window, output in zip(windows, outputs):
+    for window, output in zip(windows, outputs, strict=True):
         silent = output.no_speech_prob > NO_SPEECH_THRESHOLD and output.avg_logprob < MIN_AVG_LOGPROB
         ref = window.pieces[0]
         result[(ref.file_id, ref.index)] = [] if silent else assign_words(window, output.words)[0]

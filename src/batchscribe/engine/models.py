@@ -123,7 +123,9 @@ def _assemble(model: BundledModel) -> Path:
     parts = [_package_dir(name, model) / rel for name, rel in model.bin_parts]
     for part in parts:
         if not part.exists():
-            raise ModelError(f"model '{model.name}' is incomplete ({part} is missing); reinstall: {model.install_hint()}")
+            raise ModelError(
+                f"model '{model.name}' is incomplete ({part} is missing); reinstall: {model.install_hint()}"
+            )
     support = _package_dir(model.support_files[0], model) / model.support_files[1]
     if len(parts) == 1 and parts[0].parent == support:
         _verify(model, parts, cache_dir() / "verified" / model.name)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import ctranslate2
@@ -65,17 +64,21 @@ class WhisperCT2:
         if not tokenizer_file.exists():
             raise ModelError(f"{model_path} has no tokenizer.json; copy it from the original Whisper model")
         self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self.mel = FeatureExtractor(feature_size=self.model.n_mels)
         self.is_multilingual = self.model.is_multilingual
         self.workers = placement.workers
 
-    @lru_cache(maxsize=None)
     def tokenizer(self, language: str, task: str) -> Tokenizer:
         if not self.is_multilingual and (language != "en" or task != "transcribe"):
             raise OptionsError(
-                f"this model is English-only: it cannot {task} '{language}' audio; use a multilingual model such as base"
+                f"this model is English-only: it cannot {task} '{language}' audio; "
+                "use a multilingual model such as base"
             )
-        return Tokenizer(self._hf_tokenizer, self.is_multilingual, task=task, language=language)
+        key = (language, task)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = Tokenizer(self._hf_tokenizer, self.is_multilingual, task=task, language=language)
+        return self._tokenizers[key]
 
     def features(self, window_audio: np.ndarray) -> np.ndarray:
         """Log-mel features of one 30 s window (safe to call from another thread)."""
@@ -114,11 +117,15 @@ class WhisperCT2:
         words = self._align(tokenizer, encoded, texts, content_seconds)
         return [
             DecodedWindow(words=w, text=tokenizer.decode(t), avg_logprob=r.scores[0], no_speech_prob=r.no_speech_prob)
-            for w, t, r in zip(words, texts, results)
+            for w, t, r in zip(words, texts, results, strict=True)
         ]
 
     def _align(
-        self, tokenizer: Tokenizer, encoded: ctranslate2.StorageView, texts: list[list[int]], content_seconds: list[float]
+        self,
+        tokenizer: Tokenizer,
+        encoded: ctranslate2.StorageView,
+        texts: list[list[int]],
+        content_seconds: list[float],
     ) -> list[list[Word]]:
         spoken = [i for i, t in enumerate(texts) if t]
         words: list[list[Word]] = [[] for _ in texts]
@@ -130,7 +137,7 @@ class WhisperCT2:
         alignments = self.model.align(
             encoded, tokenizer.sot_sequence, [texts[i] for i in spoken], frames, median_filter_width=7
         )
-        for i, alignment in zip(spoken, alignments):
+        for i, alignment in zip(spoken, alignments, strict=True):
             words[i] = _words_from_alignment(tokenizer, texts[i], alignment)
         return words
 
@@ -148,10 +155,11 @@ def _words_from_alignment(tokenizer: Tokenizer, text: list[int], alignment) -> l
     starts = jump_times[boundaries[:-1]]
     ends = jump_times[boundaries[1:]]
     probabilities = alignment.text_token_probs
+    spoken = word_texts[:-1]  # the last "word" is the end-of-text token
     return attach_punctuation(
         [
             Word(float(s), float(e), w, float(np.mean(probabilities[i:j])) if j > i else 0.0)
-            for w, s, e, i, j in zip(word_texts, starts, ends, boundaries[:-1], boundaries[1:])
+            for w, s, e, i, j in zip(spoken, starts, ends, boundaries[:-1], boundaries[1:], strict=True)
         ]
     )
 

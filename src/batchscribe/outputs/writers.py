@@ -42,7 +42,12 @@ def to_json(transcript: Transcript, metadata: dict) -> str:
         entry = {"id": s.id, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
         if s.words:
             entry["words"] = [
-                {"word": w.word, "start": round(w.start, 3), "end": round(w.end, 3), "probability": round(w.probability, 4)}
+                {
+                    "word": w.word,
+                    "start": round(w.start, 3),
+                    "end": round(w.end, 3),
+                    "probability": round(w.probability, 4),
+                }
                 for w in s.words
             ]
         segments.append(entry)
