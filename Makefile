@@ -6,7 +6,7 @@ DATA ?= ../shared/data
 DEMO_OUT ?= demo-output
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test bench venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ demo: venv
 test: venv
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q
+
+bench: venv
+	$(BIN)/pip install --quiet -e '.[tiny-en,base,test,bench]'
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT)

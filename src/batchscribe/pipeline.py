@@ -279,14 +279,22 @@ def run(
     jobs, skipped = this_run.pending_jobs(files)
     if listener:
         listener.started(len(files) + len(missing), skipped)
+    load_seconds = 0.0
     if jobs:
+        loading = time.perf_counter()
         engine = WhisperCT2(model.path, placement)
+        load_seconds = time.perf_counter() - loading
         if options.language:
             engine.tokenizer(options.language, options.task)  # reject impossible options before reading audio
         _transcribe(engine, jobs, options, this_run, model.name)
     this_run.write_failures()
     return RunSummary(
-        this_run.results, time.perf_counter() - started, model.name, placement.device, placement.compute_type
+        this_run.results,
+        time.perf_counter() - started,
+        model.name,
+        placement.device,
+        placement.compute_type,
+        model_load_seconds=load_seconds,
     )
 
 

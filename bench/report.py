@@ -1,0 +1,64 @@
+"""Write the results as JSON, a Markdown table and a PNG chart (RTFx against WER)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"Measured on {report['machine']}, {report['date']}, {report['threads']} threads for every system, "
+        f"median of {report['reps']} runs (model load included).",
+        "",
+        "| model | corpus | system | RTFx | error % | peak RSS MiB | model load s | batchscribe speed-up |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rows"]:
+        load = "" if r["load_seconds"] is None else f"{r['load_seconds']:.2f}"
+        lines.append(
+            f"| {r['model']} | {r['corpus']} | {r['system']} | {r['rtfx']} | {r['error']} {r['metric']} "
+            f"| {r['peak_rss_mib']} | {load} | {r['batchscribe_speedup']}x |"
+        )
+    if report.get("scaling"):
+        lines += ["", "Scaling (batchscribe):", "", "| run | audio s | RTFx | peak RSS MiB |", "|---|---|---|---|"]
+        lines += [
+            f"| {s['label']} | {s['audio_seconds']} | {s['rtfx']} | {s['peak_rss_mib']} |" for s in report["scaling"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def chart(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(r["model"], r["corpus"]) for r in report["rows"]})
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    colours = {"batchscribe": "tab:red", "seed": "tab:gray"}
+    for axis, (model, corpus) in zip(axes[0], panels, strict=True):
+        rows = [r for r in report["rows"] if (r["model"], r["corpus"]) == (model, corpus)]
+        for i, r in enumerate(rows):
+            axis.scatter(r["rtfx"], r["error"], s=60, color=colours.get(r["system"], "tab:blue"))
+            offset = (5, 4 - 11 * (i % 2))  # alternate above/below: close points stay legible
+            axis.annotate(r["system"], (r["rtfx"], r["error"]), textcoords="offset points", xytext=offset, fontsize=8)
+        axis.set_title(f"{corpus} ({model})", fontsize=10)
+        axis.set_xlabel("RTFx (audio s per wall s, higher is better)")
+        axis.set_ylabel(f"{rows[0]['metric']} % (lower is better)")
+        axis.set_xlim(left=0)
+        axis.set_ylim(bottom=0)
+        axis.grid(alpha=0.3)
+    figure.suptitle(f"Speed against accuracy - {report['machine']}", fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def save(report: dict, folder: Path) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "latest.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = markdown(report)
+    (folder / "latest.md").write_text(table)
+    chart(report, folder / "latest.png")
+    return table

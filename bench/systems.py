@@ -1,0 +1,55 @@
+"""How each system is run: one process per corpus, as its users would run it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.corpora import REPO
+
+SEED_TOOL = REPO.parent / "shared" / "tools" / "seed_baseline.py"
+CONVERTER = REPO.parent / "shared" / "tools" / "ct2_to_hf.py"
+SYSTEMS = ("batchscribe", "fw-sequential", "fw-batched-8", "fw-batched-16", "seed")
+
+
+def ct2_model(name: str) -> Path:
+    from batchscribe.engine.models import resolve_model
+
+    return resolve_model(name).path
+
+
+def hf_model(name: str) -> Path:
+    """The same weights in Hugging Face format, converted once, for the seed approach."""
+    from batchscribe.engine.models import cache_dir
+
+    target = cache_dir() / "hf" / name
+    if not (target / "model.safetensors").exists():
+        subprocess.run([sys.executable, str(CONVERTER), str(ct2_model(name)), str(target)], check=True)
+    return target
+
+
+def command(system: str, model: str, out: Path, files: list[Path], threads: int) -> list[str]:
+    paths = [str(f) for f in files]
+    if system == "batchscribe":
+        executable = str(Path(sys.executable).parent / "batchscribe")
+        return [executable, "transcribe", *paths, "-o", str(out), "--model", model, "--formats", "txt",
+                "--overwrite", "--threads", str(threads)]  # fmt: skip
+    if system == "seed":
+        return [sys.executable, str(SEED_TOOL), "--model", str(hf_model(model)), "--out", str(out),
+                "--threads", str(threads), *paths]  # fmt: skip
+    return [sys.executable, "-m", "bench.peers", system, str(ct2_model(model)), str(out), str(threads), *paths]
+
+
+def load_seconds(system: str, stdout: str) -> float | None:
+    """Each system reports its model-load time in its own words."""
+    if system == "batchscribe":
+        found = re.search(r"model loaded in ([0-9.]+) s", stdout)
+    elif system == "seed":
+        found = re.search(r"model load: ([0-9.]+) s", stdout)
+    else:
+        line = next((ln for ln in stdout.splitlines() if ln.startswith("{")), None)
+        return json.loads(line)["load_seconds"] if line else None
+    return float(found.group(1)) if found else None
