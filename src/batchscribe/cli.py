@@ -21,46 +21,42 @@ def _formats(value: str) -> tuple[str, ...]:
     return chosen
 
 
-def _positive(value: str) -> int:
+def positive(value: str) -> int:
     number = int(value)
     if number < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return number
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options that say how to transcribe: shared by `transcribe`, `worker` and `run`."""
     defaults = TranscribeOptions()
-    parser = argparse.ArgumentParser(prog="batchscribe", description="Batch transcription with Whisper.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    t = commands.add_parser("transcribe", help="transcribe files, folders (recursively) or globs")
-    t.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files, folders or glob patterns")
-    t.add_argument("-o", "--output-dir", required=True, type=Path, help="folder for the transcripts")
-    t.add_argument(
+    parser.add_argument(
         "--model",
         default=defaults.model,
         help=f"offline model ({', '.join(BUNDLED)}), a CTranslate2 model folder, or a hub id (default: %(default)s)",
     )
-    t.add_argument("--language", default=None, help="language code, e.g. en; default: detect per file")
-    t.add_argument("--task", choices=("transcribe", "translate"), default=defaults.task)
-    t.add_argument(
+    parser.add_argument("--language", default=None, help="language code, e.g. en; default: detect per file")
+    parser.add_argument("--task", choices=("transcribe", "translate"), default=defaults.task)
+    parser.add_argument(
         "--formats",
         "--output-format",
         type=_formats,
         default=defaults.formats,
         help="comma list of txt,srt,vtt,json (default: all)",
     )
-    t.add_argument("--word-timestamps", action="store_true", help="include per-word times in the JSON")
-    t.add_argument("--beam-size", type=_positive, default=defaults.beam_size)
-    t.add_argument("--batch-size", type=_positive, default=defaults.batch_size, help="30 s windows per model call")
-    t.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
-    t.add_argument("--compute-type", default=defaults.compute_type, help="e.g. int8, float16, float32 (default: auto)")
-    t.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default: one per core)")
-    t.add_argument("--overwrite", action="store_true", help="transcribe again even if up-to-date outputs exist")
-    return parser
+    parser.add_argument("--word-timestamps", action="store_true", help="include per-word times in the JSON")
+    parser.add_argument("--beam-size", type=positive, default=defaults.beam_size)
+    parser.add_argument("--batch-size", type=positive, default=defaults.batch_size, help="30 s windows per model call")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
+    parser.add_argument(
+        "--compute-type", default=defaults.compute_type, help="e.g. int8, float16, float32 (default: auto)"
+    )
+    parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default: one per core)")
 
 
-def _transcribe(args: argparse.Namespace) -> int:
-    options = TranscribeOptions(
+def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> TranscribeOptions:
+    return TranscribeOptions(
         model=args.model,
         language=args.language,
         task=args.task,
@@ -71,8 +67,27 @@ def _transcribe(args: argparse.Namespace) -> int:
         device=args.device,
         compute_type=args.compute_type,
         threads=args.threads,
-        overwrite=args.overwrite,
+        overwrite=overwrite,
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from batchscribe import cli_jobs
+
+    parser = argparse.ArgumentParser(prog="batchscribe", description="Batch transcription with Whisper.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    t = commands.add_parser("transcribe", help="transcribe files, folders (recursively) or globs")
+    t.add_argument("inputs", nargs="+", metavar="INPUT", help="audio/video files, folders or glob patterns")
+    t.add_argument("-o", "--output-dir", required=True, type=Path, help="folder for the transcripts")
+    add_model_options(t)
+    t.add_argument("--overwrite", action="store_true", help="transcribe again even if up-to-date outputs exist")
+    t.set_defaults(handler=_transcribe)
+    cli_jobs.add_commands(commands)
+    return parser
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    options = transcribe_options(args, overwrite=args.overwrite)
     with TerminalProgress() as progress:
         summary = run(args.inputs, args.output_dir, options, listener=progress)
     print(summary.line())
@@ -84,7 +99,7 @@ def _transcribe(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _transcribe(args)
+        return args.handler(args)
     except BatchscribeError as error:
         print(f"batchscribe: error: {error}", file=sys.stderr)
         return 2

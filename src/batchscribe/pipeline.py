@@ -29,7 +29,7 @@ from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.layout import output_path, plan_stems
 from batchscribe.outputs.resume import content_sha256, is_done, mark_done, settings_key
 from batchscribe.outputs.segments import build_segments
-from batchscribe.outputs.writers import WRITERS, write_atomic
+from batchscribe.outputs.writers import WRITERS, render, write_atomic
 from batchscribe.results import FileResult, RunSummary, Transcript, Word
 
 FAILURES_FILE = "failures.jsonl"
@@ -235,9 +235,9 @@ class _Run:
         assert self.output_dir is not None
         metadata = {"model": model_name, "source": str(job.input.path), "options": self.settings}
         outputs = {}
-        for fmt in self.options.formats:
+        for fmt, text in render(transcript, metadata, self.options.formats).items():
             path = output_path(self.output_dir, job.stem, fmt)
-            write_atomic(path, WRITERS[fmt](transcript, metadata))
+            write_atomic(path, text)
             outputs[fmt] = path
         mark_done(self.output_dir, job.stem, job.input.path, job.sha256, self.key)
         return outputs
@@ -256,46 +256,63 @@ class _Run:
             path.unlink(missing_ok=True)
 
 
+class Transcriber:
+    """A model loaded once (on first use) that transcribes run after run: what a worker keeps."""
+
+    def __init__(self, options: Optional[TranscribeOptions] = None):
+        self.options = options or TranscribeOptions()
+        unknown = set(self.options.formats) - set(WRITERS)
+        if unknown:
+            raise BatchscribeError(
+                f"unknown output format(s): {', '.join(sorted(unknown))}; choose from {', '.join(WRITERS)}"
+            )
+        self.placement = choose_placement(self.options.device, self.options.compute_type, self.options.threads)
+        self.model = resolve_model(self.options.model)
+        self.model_load_seconds = 0.0
+        self._engine: Optional[WhisperCT2] = None
+
+    def engine(self) -> WhisperCT2:
+        if self._engine is None:
+            loading = time.perf_counter()
+            self._engine = WhisperCT2(self.model.path, self.placement)
+            self.model_load_seconds = time.perf_counter() - loading
+            if self.options.language:  # reject impossible options before reading audio
+                self._engine.tokenizer(self.options.language, self.options.task)
+        return self._engine
+
+    def run(
+        self, inputs: list[str], output_dir: Optional[Path], listener: Optional[ProgressListener] = None
+    ) -> RunSummary:
+        """Transcribe every file named by `inputs`; write outputs under `output_dir` if given."""
+        started = time.perf_counter()
+        this_run = _Run(self.options, Path(output_dir) if output_dir is not None else None, listener)
+        files, missing = discover(inputs)
+        for item in missing:
+            this_run.fail(item.spec, item.error)
+        jobs, skipped = this_run.pending_jobs(files)
+        if listener:
+            listener.started(len(files) + len(missing), skipped)
+        if jobs:
+            _transcribe(self.engine(), jobs, self.options, this_run, self.model.name)
+        this_run.write_failures()
+        return RunSummary(
+            this_run.results,
+            time.perf_counter() - started,
+            self.model.name,
+            self.placement.device,
+            self.placement.compute_type,
+            model_load_seconds=self.model_load_seconds,
+        )
+
+
 def run(
     inputs: list[str],
     output_dir: Optional[Path],
     options: Optional[TranscribeOptions] = None,
     listener: Optional[ProgressListener] = None,
 ) -> RunSummary:
-    """Transcribe every file named by `inputs`; write outputs under `output_dir` if given."""
-    started = time.perf_counter()
-    options = options or TranscribeOptions()
-    unknown = set(options.formats) - set(WRITERS)
-    if unknown:
-        raise BatchscribeError(
-            f"unknown output format(s): {', '.join(sorted(unknown))}; choose from {', '.join(WRITERS)}"
-        )
-    placement = choose_placement(options.device, options.compute_type, options.threads)
-    model = resolve_model(options.model)
-    this_run = _Run(options, Path(output_dir) if output_dir is not None else None, listener)
-    files, missing = discover(inputs)
-    for item in missing:
-        this_run.fail(item.spec, item.error)
-    jobs, skipped = this_run.pending_jobs(files)
-    if listener:
-        listener.started(len(files) + len(missing), skipped)
-    load_seconds = 0.0
-    if jobs:
-        loading = time.perf_counter()
-        engine = WhisperCT2(model.path, placement)
-        load_seconds = time.perf_counter() - loading
-        if options.language:
-            engine.tokenizer(options.language, options.task)  # reject impossible options before reading audio
-        _transcribe(engine, jobs, options, this_run, model.name)
-    this_run.write_failures()
-    return RunSummary(
-        this_run.results,
-        time.perf_counter() - started,
-        model.name,
-        placement.device,
-        placement.compute_type,
-        model_load_seconds=load_seconds,
-    )
+    """Transcribe every file named by `inputs` with a freshly loaded model."""
+    return Transcriber(options).run(inputs, output_dir, listener)
 
 
 def _transcribe(

@@ -70,6 +70,11 @@ WRITERS: dict[str, Callable[[Transcript, dict], str]] = {
 }
 
 
+def render(transcript: Transcript, metadata: dict, formats: tuple[str, ...]) -> dict[str, str]:
+    """Each requested format's text for one transcript."""
+    return {fmt: WRITERS[fmt](transcript, metadata) for fmt in formats}
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write via a temporary file in the same folder and rename: readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,162 @@
+"""A worker: claims jobs in batches, transcribes them together with one loaded model, writes, acks.
+
+Each file is acknowledged the moment its transcripts are stored (not at the end of the
+batch), so a worker killed mid-batch loses only the files still in flight; their leases
+expire and another worker takes them. SIGTERM (or Ctrl-C) lets the current batch finish and
+claims no more; a second one gives the unfinished jobs back at once and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from batchscribe.jobs.store import Job, JobStore
+from batchscribe.options import TranscribeOptions
+from batchscribe.outputs.writers import render
+from batchscribe.pipeline import Transcriber
+from batchscribe.results import FileResult
+from batchscribe.storage.keys import output_key
+from batchscribe.storage.objects import Store, open_store
+
+log = logging.getLogger("batchscribe.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    files_per_batch: int = 16  # jobs claimed at once: their speech is packed into shared model batches
+    lease_seconds: float = 120.0  # renewed every third of this while the batch runs
+    poll_seconds: float = 1.0
+    exit_when_idle: bool = False  # stop once no job is queued, running or waiting for a retry
+    endpoint_url: Optional[str] = None
+
+
+class _Stopping(Exception):
+    """Raised inside a batch after a second stop request: give the rest back."""
+
+
+class Worker:
+    def __init__(self, store: JobStore, options: TranscribeOptions, worker_options: WorkerOptions = WorkerOptions()):
+        self.store = store
+        self.options = options
+        self.settings = worker_options
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.transcriber = Transcriber(options)
+        self.stop_requests = 0
+        self.done = 0
+        self.failed = 0
+        self._stores: dict[str, Store] = {}
+
+    def request_stop(self, *_: object) -> None:
+        self.stop_requests += 1
+        log.warning("stop requested: %s", "finishing the current batch" if self.stop_requests == 1 else "now")
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def run(self, idle: Optional[Callable[[], bool]] = None) -> None:
+        """Work until asked to stop (or, with exit_when_idle, until nothing is left and `idle()` agrees)."""
+        while not self.stop_requests:
+            jobs = self.store.claim(self.owner, self.settings.files_per_batch, self.settings.lease_seconds)
+            if jobs:
+                self.run_batch(jobs)
+                continue
+            if self.settings.exit_when_idle and self.store.unfinished() == 0 and (idle is None or idle()):
+                return
+            time.sleep(self.settings.poll_seconds)
+
+    def _store(self, root: str) -> Store:
+        if root not in self._stores:
+            self._stores[root] = open_store(root, self.settings.endpoint_url)
+        return self._stores[root]
+
+    def run_batch(self, jobs: list[Job]) -> None:
+        pending = {job.id: job for job in jobs}
+        beat = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(pending, beat), daemon=True)
+        heartbeat.start()
+        try:
+            with tempfile.TemporaryDirectory(prefix="batchscribe-") as scratch:
+                by_path = self._fetch(pending, Path(scratch))
+                listener = _BatchListener(self, by_path, pending)
+                if by_path:
+                    self.transcriber.run([str(p) for p in by_path], None, listener)
+            for job in list(pending.values()):  # the pipeline reports every file; this is a safety net
+                self._fail(pending, job, "the transcription run ended without a result for this file")
+        except _Stopping:
+            self.store.release(self.owner, list(pending))
+        except Exception as error:  # model or machine trouble: every unfinished job fails this attempt
+            log.exception("batch failed")
+            for job in list(pending.values()):
+                self._fail(pending, job, f"batch failed: {error!r}")
+        finally:
+            beat.set()
+            heartbeat.join()
+
+    def _fetch(self, pending: dict[int, Job], scratch: Path) -> dict[Path, Job]:
+        by_path = {}
+        for job in list(pending.values()):
+            try:
+                path = self._store(job.source_root).local_copy(job.key, scratch / str(job.id))
+            except Exception as error:
+                self._fail(pending, job, f"{job.source_uri}: cannot be fetched: {error}")
+                continue
+            by_path[path] = job
+        return by_path
+
+    def _heartbeat(self, pending: dict[int, Job], stop: threading.Event) -> None:
+        while not stop.wait(self.settings.lease_seconds / 3):
+            try:
+                self.store.heartbeat(self.owner, list(pending), self.settings.lease_seconds)
+            except Exception:  # a busy store: the next beat will do
+                log.exception("heartbeat failed")
+
+    def finish(self, pending: dict[int, Job], job: Job, result: FileResult) -> None:
+        if self.stop_requests > 1:
+            raise _Stopping()
+        if result.status != "ok" or result.transcript is None:
+            self._fail(pending, job, (result.error or "failed").replace(result.source, job.source_uri))
+            return
+        metadata = {"model": self.transcriber.model.name, "source": job.source_uri,
+                    "options": self.options.output_settings()}  # fmt: skip
+        try:
+            destination = self._store(job.dest_root)
+            for fmt, text in render(result.transcript, metadata, self.options.formats).items():
+                destination.put_text(output_key(job.key, fmt), text)
+        except Exception as error:
+            self._fail(pending, job, f"{job.source_uri}: cannot store its transcript: {error}")
+            return
+        pending.pop(job.id, None)
+        if self.store.succeed(job.id, self.owner, result.audio_seconds):
+            self.done += 1
+            log.info("done: %s", job.source_uri)
+
+    def _fail(self, pending: dict[int, Job], job: Job, error: str) -> None:
+        pending.pop(job.id, None)
+        state = self.store.fail(job.id, self.owner, error)
+        self.failed += 1
+        log.warning("%s (%s)", error, state)
+
+
+class _BatchListener:
+    """Routes the pipeline's per-file results to their jobs as they complete."""
+
+    def __init__(self, worker: Worker, by_path: dict[Path, Job], pending: dict[int, Job]):
+        self.worker = worker
+        self.by_source = {str(path): job for path, job in by_path.items()}
+        self.pending = pending
+
+    def started(self, files: int, skipped: int) -> None:
+        pass
+
+    def file_finished(self, result: FileResult) -> None:
+        self.worker.finish(self.pending, self.by_source[result.source], result)

