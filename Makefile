@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data
+DEMO_IN ?= demo-inbox
 DEMO_OUT ?= demo-output
 STAMP := $(VENV)/.installed
 
@@ -18,9 +19,12 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 venv: $(STAMP)
 
+# The embedded default: audio dropped into a folder -> job store -> worker -> transcripts.
 demo: venv
-	$(BIN)/batchscribe transcribe $(DATA)/librispeech/test-other $(DATA)/longform/constructed_librispeech_test-other_6spk_60utt.flac -o $(DEMO_OUT)
-	@echo "transcripts are in $(abspath $(DEMO_OUT))"
+	mkdir -p $(DEMO_IN)
+	cp -p -u $(DATA)/librispeech/test-other/*.flac $(DATA)/longform/constructed_librispeech_test-other_6spk_60utt.flac $(DEMO_IN)/
+	$(BIN)/batchscribe run $(DEMO_IN) -o $(DEMO_OUT) --once
+	@echo "transcripts are in $(abspath $(DEMO_OUT)); try: $(BIN)/batchscribe status --store $(DEMO_OUT)/.batchscribe/jobs.db"
 
 test: venv
 	$(BIN)/ruff check src tests bench
@@ -31,4 +35,4 @@ bench: venv
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT)
+	rm -rf $(VENV) $(DEMO_IN) $(DEMO_OUT)

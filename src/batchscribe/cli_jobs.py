@@ -22,7 +22,8 @@ DEFAULT_STORE = Path(os.environ.get("BATCHSCRIBE_STORE", ".batchscribe/jobs.db")
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store", type=Path, default=DEFAULT_STORE, help="the job store (SQLite) (default: %(default)s)"
+        "--store", type=Path, default=None, help=f"the job store (SQLite) (default: {DEFAULT_STORE}, or for `run` "
+        "into a folder: OUTPUT/.batchscribe/jobs.db; env BATCHSCRIBE_STORE)"
     )
 
 
@@ -114,8 +115,14 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _store_path(args: argparse.Namespace) -> Path:
+    if args.store is None:
+        args.store = DEFAULT_STORE
+    return args.store
+
+
 def _open_store(args: argparse.Namespace) -> JobStore:
-    return JobStore(args.store, getattr(args, "max_attempts", 3), getattr(args, "retry_backoff", 10.0))
+    return JobStore(_store_path(args), getattr(args, "max_attempts", 3), getattr(args, "retry_backoff", 10.0))
 
 
 def _route(source: str, args: argparse.Namespace):
@@ -154,7 +161,7 @@ def _work(args: argparse.Namespace, exit_when_idle: bool, idle: Optional[Callabl
         return
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_work_in_process, args=(args.store, args, exit_when_idle), name=f"worker-{n}")
+        context.Process(target=_work_in_process, args=(_store_path(args), args, exit_when_idle), name=f"worker-{n}")
         for n in range(args.workers)
     ]
     for child in children:
@@ -215,6 +222,9 @@ def _run(args: argparse.Namespace) -> int:
 
     started = time.time()
     route = _route(args.source, args)
+    scheme, _, output_folder = split_uri(route.dest_root)
+    if args.store is None and "BATCHSCRIBE_STORE" not in os.environ and scheme == "file":
+        args.store = Path(output_folder) / ".batchscribe" / "jobs.db"  # delete the outputs, and the record goes too
     store = _open_store(args)
     is_folder = split_uri(route.source.root)[0] == "file"
     if args.once or not is_folder:
@@ -231,7 +241,8 @@ def _run(args: argparse.Namespace) -> int:
             watch.stop.set()
     dead = [job for job in store.jobs("dead") if job.updated >= started]
     summary = store.status()
-    print(f"{summary.counts['succeeded']} succeeded, {summary.counts['dead']} dead; transcripts in {args.output}")
+    print(f"{summary.counts['succeeded']} succeeded, {summary.counts['dead']} dead; transcripts in {args.output}; "
+          f"job store: {args.store}")  # fmt: skip
     for job in dead:
         error = job.last_error or ""
         print(f"dead: {error if error.startswith(job.source_uri) else f'{job.source_uri}: {error}'}")
