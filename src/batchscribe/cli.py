@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -33,8 +34,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     defaults = TranscribeOptions()
     parser.add_argument(
         "--model",
-        default=defaults.model,
-        help=f"offline model ({', '.join(BUNDLED)}), a CTranslate2 model folder, or a hub id (default: %(default)s)",
+        default=os.environ.get("BATCHSCRIBE_MODEL", defaults.model),
+        help=f"offline model ({', '.join(BUNDLED)}), a CTranslate2 model folder, or a hub id "
+        "(default: %(default)s; env BATCHSCRIBE_MODEL, which the container images set to their baked-in model)",
     )
     parser.add_argument("--language", default=None, help="language code, e.g. en; default: detect per file")
     parser.add_argument("--task", choices=("transcribe", "translate"), default=defaults.task)
@@ -72,7 +74,7 @@ def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> Tra
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from batchscribe import cli_jobs
+    from batchscribe import cli_aws, cli_jobs
 
     parser = argparse.ArgumentParser(prog="batchscribe", description="Batch transcription with Whisper.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--overwrite", action="store_true", help="transcribe again even if up-to-date outputs exist")
     t.set_defaults(handler=_transcribe)
     cli_jobs.add_commands(commands)
+    cli_aws.add_commands(commands)
     return parser
 
 

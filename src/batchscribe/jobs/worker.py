@@ -24,8 +24,7 @@ from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.writers import render
 from batchscribe.pipeline import Transcriber
 from batchscribe.results import FileResult
-from batchscribe.storage.keys import output_key
-from batchscribe.storage.objects import Store, open_store
+from batchscribe.storage.objects import Store, open_store, put_transcript
 
 log = logging.getLogger("batchscribe.worker")
 
@@ -128,10 +127,9 @@ class Worker:
             return
         metadata = {"model": self.transcriber.model.name, "source": job.source_uri,
                     "options": self.options.output_settings()}  # fmt: skip
+        texts = render(result.transcript, metadata, self.options.formats)
         try:
-            destination = self._store(job.dest_root)
-            for fmt, text in render(result.transcript, metadata, self.options.formats).items():
-                destination.put_text(output_key(job.key, fmt), text)
+            put_transcript(self._store(job.dest_root), job.key, texts)
         except Exception as error:
             self._fail(pending, job, f"{job.source_uri}: cannot store its transcript: {error}")
             return

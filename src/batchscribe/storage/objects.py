@@ -64,3 +64,11 @@ def open_store(uri: str, endpoint_url: Optional[str] = None) -> Store:
     from batchscribe.storage.local import LocalStore
 
     return LocalStore(Path(path))
+
+
+def put_transcript(store: Store, source_key: str, texts: dict[str, str]) -> None:
+    """Write one source's transcripts (format -> text) under the store, each object whole."""
+    from batchscribe.storage.keys import output_key
+
+    for fmt, text in texts.items():
+        store.put_text(output_key(source_key, fmt), text)
