@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[tiny-en,base,test]'
+	$(BIN)/pip install --quiet -e '.[tiny-en,base,torch,test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -31,7 +31,7 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 bench: venv
-	$(BIN)/pip install --quiet -e '.[tiny-en,base,test,bench]'
+	$(BIN)/pip install --quiet -e '.[tiny-en,base,torch,test,bench]'
 	$(BIN)/python -m bench
 
 clean:

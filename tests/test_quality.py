@@ -21,6 +21,20 @@ def test_librispeech_60_files_wer(librispeech_run):
     references = [reference(f"librispeech/test-other/{f.name}") for f in files]
     hypotheses = [json.loads((out / f"{f.stem}.json").read_text())["text"] for f in files]
     assert wer(references, hypotheses) <= 0.14
+    assert "(encoder: torch-bf16)" in result.stdout  # auto picks PyTorch bf16 on this AMX machine
+
+
+def test_both_encoders_agree_on_librispeech(librispeech_run, tmp_path):
+    """The CTranslate2 int8 encoder and the PyTorch bf16 one: same bound, WER within a point of each other."""
+    out, _ = librispeech_run
+    files = sorted(LIBRISPEECH.glob("*.flac"))
+    result = run_cli("transcribe", str(LIBRISPEECH), "-o", str(tmp_path), "--encoder", "ct2", "--formats", "txt",
+                     check=True)  # fmt: skip
+    assert "(encoder: ct2)" in result.stdout
+    references = [reference(f"librispeech/test-other/{f.name}") for f in files]
+    ct2 = wer(references, [(tmp_path / f"{f.stem}.txt").read_text() for f in files])
+    torch = wer(references, [(out / f"{f.stem}.txt").read_text() for f in files])
+    assert ct2 <= 0.14 and abs(ct2 - torch) <= 0.01
 
 
 def test_every_format_is_written_with_the_openai_json_shape(librispeech_run):

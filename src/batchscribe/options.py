@@ -22,11 +22,12 @@ class TranscribeOptions:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
     threads: int = 0  # 0: one per available core
+    encoder: Literal["auto", "ct2", "torch"] = "auto"  # torch: bf16 encoder on AMX CPUs (see engine/device.py)
     overwrite: bool = False
 
     def output_settings(self) -> dict:
         """The settings that change a transcript's content (used to decide whether to skip)."""
         settings = asdict(self)
-        for runtime_only in ("batch_size", "device", "compute_type", "threads", "overwrite", "formats"):
+        for runtime_only in ("batch_size", "device", "compute_type", "threads", "overwrite", "formats", "encoder"):
             settings.pop(runtime_only)
         return settings

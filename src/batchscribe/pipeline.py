@@ -266,7 +266,9 @@ class Transcriber:
             raise BatchscribeError(
                 f"unknown output format(s): {', '.join(sorted(unknown))}; choose from {', '.join(WRITERS)}"
             )
-        self.placement = choose_placement(self.options.device, self.options.compute_type, self.options.threads)
+        self.placement = choose_placement(
+            self.options.device, self.options.compute_type, self.options.threads, self.options.encoder
+        )
         self.model = resolve_model(self.options.model)
         self.model_load_seconds = 0.0
         self._engine: Optional[WhisperCT2] = None
@@ -301,6 +303,7 @@ class Transcriber:
             self.model.name,
             self.placement.device,
             self.placement.compute_type,
+            encoder=self.placement.encoder,
             model_load_seconds=self.model_load_seconds,
         )
 

@@ -49,6 +49,9 @@ class DecodedWindow:
 
 
 class WhisperCT2:
+    """Decoding and alignment on CTranslate2; the encoder on CTranslate2 or, on CPUs with bf16
+    matrix units, on PyTorch (see torch_encoder.py), as `placement.encoder` says."""
+
     def __init__(self, model_path: Path, placement: Placement):
         try:
             self.model = ctranslate2.models.Whisper(
@@ -68,6 +71,16 @@ class WhisperCT2:
         self.mel = FeatureExtractor(feature_size=self.model.n_mels)
         self.is_multilingual = self.model.is_multilingual
         self.workers = placement.workers
+        self._torch_encoder = None
+        if placement.encoder == "torch-bf16":
+            from batchscribe.engine.torch_encoder import Bf16Encoder
+
+            self._torch_encoder = Bf16Encoder(model_path, placement.threads)
+
+    def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
+        if self._torch_encoder is not None:
+            return ctranslate2.StorageView.from_array(self._torch_encoder(features))
+        return self.model.encode(ctranslate2.StorageView.from_array(features), to_cpu=True)
 
     def tokenizer(self, language: str, task: str) -> Tokenizer:
         if not self.is_multilingual and (language != "en" or task != "transcribe"):
@@ -87,7 +100,7 @@ class WhisperCT2:
     def detect_language(self, features: np.ndarray) -> tuple[str, float]:
         if not self.is_multilingual:
             return "en", 1.0
-        scores = self.model.detect_language(ctranslate2.StorageView.from_array(features[np.newaxis]))[0]
+        scores = self.model.detect_language(self.encode(features[np.newaxis]))[0]
         token, probability = scores[0]
         return token[2:-2], probability
 
@@ -96,7 +109,7 @@ class WhisperCT2:
     ) -> list[DecodedWindow]:
         """Decode a batch of windows of one language; words carry window-relative times."""
         tokenizer = self.tokenizer(language, options.task)
-        encoded = self.model.encode(ctranslate2.StorageView.from_array(features), to_cpu=True)
+        encoded = self.encode(features)
         prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
         sampling = (
             {"beam_size": 1, "sampling_temperature": options.temperature, "sampling_topk": 0}

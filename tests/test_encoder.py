@@ -1,0 +1,53 @@
+"""The PyTorch bf16 encoder against CTranslate2's, on real speech, with weights read from model.bin."""
+
+import ctranslate2
+import numpy as np
+import pytest
+from conftest import LONGFORM
+
+from batchscribe.audio import open_audio
+from batchscribe.engine.ct2_weights import read_weights
+from batchscribe.engine.device import choose_encoder, cpu_has_bf16_matrix_units
+from batchscribe.engine.models import resolve_model
+from batchscribe.errors import OptionsError
+
+torch = pytest.importorskip("torch")
+
+
+def windows(n: int, mels: int) -> np.ndarray:
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    audio = np.concatenate(list(open_audio(LONGFORM.with_suffix(".flac")).blocks()))
+    extractor = FeatureExtractor(feature_size=mels)
+    return np.stack([extractor(audio[i * 480000 : (i + 1) * 480000], padding=0)[:, :3000] for i in range(n)])
+
+
+@pytest.mark.parametrize("name", ["tiny.en", "base"])
+def test_bf16_encoder_matches_ctranslate2(name):
+    from batchscribe.engine.torch_encoder import Bf16Encoder
+
+    path = resolve_model(name).path
+    model = ctranslate2.models.Whisper(str(path), device="cpu", compute_type="int8")
+    features = windows(2, model.n_mels).astype(np.float32)
+    reference = np.asarray(model.encode(ctranslate2.StorageView.from_array(features), to_cpu=True))
+    ours = Bf16Encoder(path, threads=2)(features)
+    assert ours.shape == reference.shape
+    assert np.abs(ours - reference).mean() < 0.1 * np.abs(reference).mean()
+
+
+def test_weights_are_read_and_dequantized_from_model_bin():
+    weights = read_weights(resolve_model("base").path / "model.bin", "encoder/")
+    assert int(weights["encoder/num_heads"]) == 8
+    assert weights["encoder/layer_5/self_attention/linear_0/weight"].shape == (3 * 512, 512)
+    assert all(w.dtype == np.float32 for k, w in weights.items() if k != "encoder/num_heads")
+    assert not any(k.endswith("_scale") for k in weights)
+
+
+def test_encoder_choice():
+    assert choose_encoder("cpu", "ct2") == "ct2"
+    assert choose_encoder("cuda", "auto") == "ct2"
+    assert choose_encoder("cpu", "auto") == ("torch-bf16" if cpu_has_bf16_matrix_units() else "ct2")
+    with pytest.raises(OptionsError, match="CPU only"):
+        choose_encoder("cuda", "torch")
+    with pytest.raises(OptionsError, match="choose auto, ct2, torch"):
+        choose_encoder("cpu", "tpu")
