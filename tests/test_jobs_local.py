@@ -165,7 +165,8 @@ def test_a_hundred_files_while_workers_start_and_stop(tmp_path):
     for round_number in range(4):  # files arrive in waves while a worker is started and stopped gently
         inputs += copy_files(incoming, 25, offset=25 * round_number)
         run_cli(*submit, check=True)
-        process = start(*worker, log=tmp_path / f"worker{round_number}.log")
+        processes = ("--workers", str(1 + round_number % 2))  # one or two worker processes sharing the store
+        process = start(*worker, *processes, log=tmp_path / f"worker{round_number}.log")
         time.sleep(3 + round_number)
         process.send_signal(signal.SIGTERM)  # finish the batch in hand, take no more
         assert process.wait(timeout=120) == 0
