@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import product
 from pathlib import Path
 
 
@@ -34,10 +35,16 @@ def chart(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(r["model"], r["corpus"]) for r in report["rows"]})
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), squeeze=False)
+    models = list(dict.fromkeys(r["model"] for r in report["rows"]))  # one row of panels per model
+    corpora = list(dict.fromkeys(r["corpus"] for r in report["rows"]))
+    figure, axes = plt.subplots(len(models), len(corpora), figsize=(4.2 * len(corpora), 3.8 * len(models)),
+                                squeeze=False)  # fmt: skip
     colours = {"batchscribe": "tab:red", "seed": "tab:gray"}
-    for axis, (model, corpus) in zip(axes[0], panels, strict=True):
+    for (row, model), (column, corpus) in product(enumerate(models), enumerate(corpora)):
+        axis = axes[row][column]
+        if not any((r["model"], r["corpus"]) == (model, corpus) for r in report["rows"]):
+            axis.set_visible(False)  # e.g. an English-only model on the multilingual corpus
+            continue
         rows = [r for r in report["rows"] if (r["model"], r["corpus"]) == (model, corpus)]
         for i, r in enumerate(rows):
             axis.scatter(r["rtfx"], r["error"], s=60, color=colours.get(r["system"], "tab:blue"))

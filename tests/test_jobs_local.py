@@ -182,3 +182,20 @@ def test_the_same_file_submitted_twice_is_one_job(tmp_path):
     args = ("submit", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--store", str(tmp_path / "jobs.db"))
     assert "3 queued, 0 already known" in run_cli(*args, check=True).stdout
     assert "0 queued, 3 already known" in run_cli(*args, check=True).stdout
+
+
+def test_a_second_sigterm_gives_unfinished_jobs_back_at_once(tmp_path):
+    copy_files(tmp_path / "in", 40)
+    store_path = tmp_path / "jobs.db"
+    run_cli("submit", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--store", str(store_path), check=True)
+    store = JobStore(store_path)
+    process = start("worker", "--store", str(store_path), "--files-per-batch", "40", log=tmp_path / "worker.log")
+    wait_for(lambda: store.status().counts["succeeded"] > 0, 120, "the first file of the batch")
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)  # two signals at once would reach Python's handler as one
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    counts = store.status().counts
+    assert counts["running"] == 0 and counts["dead"] == 0 and counts["retrying"] == 0
+    assert counts["queued"] > 0 and counts["queued"] + counts["succeeded"] == 40
+    assert all(job.attempts == 0 and job.lost_leases == 0 for job in store.jobs("queued"))

@@ -50,8 +50,6 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.transcriber = Transcriber(options)
         self.stop_requests = 0
-        self.done = 0
-        self.failed = 0
         self._stores: dict[str, Store] = {}
 
     def request_stop(self, *_: object) -> None:
@@ -135,13 +133,11 @@ class Worker:
             return
         pending.pop(job.id, None)
         if self.store.succeed(job.id, self.owner, result.audio_seconds):
-            self.done += 1
             log.info("done: %s", job.source_uri)
 
     def _fail(self, pending: dict[int, Job], job: Job, error: str) -> None:
         pending.pop(job.id, None)
         state = self.store.fail(job.id, self.owner, error)
-        self.failed += 1
         log.warning("%s (%s)", error, state)
 
 

@@ -48,7 +48,7 @@ def split_uri(uri: str) -> tuple[str, Optional[str], str]:
         return "s3", parsed.netloc, parsed.path.lstrip("/")
     if parsed.scheme == "file":
         return "file", None, str(Path(unquote(parsed.path)).resolve())
-    if parsed.scheme in ("", ) or len(parsed.scheme) == 1:  # a plain path (or a Windows drive letter)
+    if not parsed.scheme or len(parsed.scheme) == 1:  # a plain path (or a Windows drive letter)
         return "file", None, str(Path(uri).resolve())
     raise OptionsError(f"{uri}: unsupported location; use a folder, file:// or s3://bucket/prefix/")
 
