@@ -120,7 +120,7 @@ def test_folder_watch_takes_files_once_fully_written(tmp_path):
 
 
 def test_sigkill_mid_batch_five_times_loses_nothing_and_acks_each_file_once(tmp_path):
-    inputs = copy_files(tmp_path / "in", 24)
+    inputs = copy_files(tmp_path / "in", 40)
     store_path, out = tmp_path / "jobs.db", tmp_path / "out"
     run_cli("submit", str(tmp_path / "in"), "-o", str(out), "--store", str(store_path), check=True)
     store = JobStore(store_path)
@@ -134,7 +134,8 @@ def test_sigkill_mid_batch_five_times_loses_nothing_and_acks_each_file_once(tmp_
         before = store.status().counts["succeeded"]
 
         def progressed(before=before, process=process):
-            return store.status().counts["succeeded"] > before or process.poll() is not None
+            done = store.status().counts["succeeded"]
+            return done > before or store.unfinished() == 0 or process.poll() is not None
 
         wait_for(progressed, 120, "a worker's first acknowledged file")
         time.sleep(rng.uniform(0.1, 0.8))
