@@ -10,7 +10,7 @@ from batchscribe.errors import OptionsError
 
 
 def add_commands(commands) -> None:
-    from batchscribe.cli import add_model_options
+    from batchscribe.cli import add_model_options, positive
 
     job = commands.add_parser("job", help="AWS Batch entrypoint: transcribe one object or a manifest slice")
     job.add_argument("--bucket", help="the object's bucket (EventBridge passes it as Ref::bucket)")
@@ -29,7 +29,7 @@ def add_commands(commands) -> None:
     backfill.add_argument("source", help="s3://bucket/prefix/")
     backfill.add_argument("--job-queue", required=True)
     backfill.add_argument("--job-definition", required=True)
-    backfill.add_argument("--files-per-job", type=int, default=50, help="files per array child (one model load)")
+    backfill.add_argument("--files-per-job", type=positive, default=50, help="files per array child (one model load)")
     backfill.add_argument("--manifests", required=True,
                           help="s3:// prefix the jobs can read manifests from (the stack's OutputBucket/batchscribe-manifests/)")  # noqa: E501  fmt: skip
     backfill.add_argument("--endpoint-url", default=None)
@@ -56,8 +56,6 @@ def _job(args: argparse.Namespace) -> int:
 def _backfill(args: argparse.Namespace) -> int:
     from batchscribe.aws.backfill import backfill
 
-    if args.files_per_job < 1:
-        raise OptionsError("--files-per-job must be at least 1")
     jobs = backfill(args.source, args.job_queue, args.job_definition, args.files_per_job, args.manifests,
                     args.endpoint_url)  # fmt: skip
     for job in jobs:

@@ -138,30 +138,26 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _work_in_process(store_path: Path, args: argparse.Namespace, exit_when_idle: bool) -> None:
-    """One worker process (the target of --workers N)."""
+def _work_here(args: argparse.Namespace, exit_when_idle: bool, idle: Optional[Callable[[], bool]] = None) -> None:
+    """One worker in this process (also the target of each --workers N process)."""
     _logging()
     from batchscribe.cli import transcribe_options
 
     options = WorkerOptions(args.files_per_batch, args.lease_seconds, 1.0, exit_when_idle, args.endpoint_url)
-    worker = Worker(JobStore(store_path, args.max_attempts, args.retry_backoff), transcribe_options(args), options)
+    worker = Worker(_open_store(args), transcribe_options(args), options)
     worker.install_signal_handlers()
-    worker.run()
+    worker.run(idle)
 
 
 def _work(args: argparse.Namespace, exit_when_idle: bool, idle: Optional[Callable[[], bool]] = None) -> None:
     """Run the worker here (one) or as N processes sharing the job store."""
     if args.workers == 1:
-        from batchscribe.cli import transcribe_options
-
-        options = WorkerOptions(args.files_per_batch, args.lease_seconds, 1.0, exit_when_idle, args.endpoint_url)
-        worker = Worker(_open_store(args), transcribe_options(args), options)
-        worker.install_signal_handlers()
-        worker.run(idle)
+        _work_here(args, exit_when_idle, idle)
         return
+    _store_path(args)  # resolved once, so every process opens the same store
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_work_in_process, args=(_store_path(args), args, exit_when_idle), name=f"worker-{n}")
+        context.Process(target=_work_here, args=(args, exit_when_idle), name=f"worker-{n}")
         for n in range(args.workers)
     ]
     for child in children:

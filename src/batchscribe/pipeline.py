@@ -196,7 +196,11 @@ class _Run:
         skipped = 0
         for file, stem in plan_stems(files).items():
             try:
-                sha256 = content_sha256(file.path)
+                if self.output_dir is None:  # nothing to resume against: only make sure it can be read
+                    open(file.path, "rb").close()
+                    sha256 = ""
+                else:
+                    sha256 = content_sha256(file.path)
             except OSError as error:
                 reason = "permission denied" if isinstance(error, PermissionError) else (error.strerror or str(error))
                 self.fail(str(file.path), f"{file.path}: cannot be read: {reason}")
@@ -233,9 +237,8 @@ class _Run:
 
     def _write(self, job: _Job, transcript: Transcript, model_name: str) -> dict[str, Path]:
         assert self.output_dir is not None
-        metadata = {"model": model_name, "source": str(job.input.path), "options": self.settings}
         outputs = {}
-        for fmt, text in render(transcript, metadata, self.options.formats).items():
+        for fmt, text in render(transcript, model_name, str(job.input.path), self.options).items():
             path = output_path(self.output_dir, job.stem, fmt)
             write_atomic(path, text)
             outputs[fmt] = path

@@ -85,10 +85,9 @@ def run_job(
                     bad += 1
                     log.error("%s", (result.error or "failed").replace(result.source, source.root + relative))
                     continue
-                metadata = {"model": summary.model, "source": source.root + relative,
-                            "options": options.output_settings()}  # fmt: skip
+                texts = render(result.transcript, summary.model, source.root + relative, options)
                 try:
-                    put_transcript(destination, relative, render(result.transcript, metadata, options.formats))
+                    put_transcript(destination, relative, texts)
                     log.info("done: %s", source.root + relative)
                 except Exception as error:
                     transient += 1

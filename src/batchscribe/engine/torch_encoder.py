@@ -9,7 +9,6 @@ CTranslate2 model.bin: no second copy of the model is needed.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +59,6 @@ class Bf16Encoder:
     def __init__(self, model_path: Path, threads: int):
         self.module = TorchEncoder(read_weights(model_path / "model.bin", "encoder/"))
         torch.set_num_threads(threads)
-        os.environ.setdefault("ONEDNN_DEFAULT_FPMATH_MODE", "BF16")
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):

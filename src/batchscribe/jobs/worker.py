@@ -123,9 +123,7 @@ class Worker:
         if result.status != "ok" or result.transcript is None:
             self._fail(pending, job, (result.error or "failed").replace(result.source, job.source_uri))
             return
-        metadata = {"model": self.transcriber.model.name, "source": job.source_uri,
-                    "options": self.options.output_settings()}  # fmt: skip
-        texts = render(result.transcript, metadata, self.options.formats)
+        texts = render(result.transcript, self.transcriber.model.name, job.source_uri, self.options)
         try:
             put_transcript(self._store(job.dest_root), job.key, texts)
         except Exception as error:

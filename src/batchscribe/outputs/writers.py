@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from batchscribe.options import TranscribeOptions
 from batchscribe.results import Transcript
 
 
@@ -70,9 +71,10 @@ WRITERS: dict[str, Callable[[Transcript, dict], str]] = {
 }
 
 
-def render(transcript: Transcript, metadata: dict, formats: tuple[str, ...]) -> dict[str, str]:
-    """Each requested format's text for one transcript."""
-    return {fmt: WRITERS[fmt](transcript, metadata) for fmt in formats}
+def render(transcript: Transcript, model: str, source: str, options: TranscribeOptions) -> dict[str, str]:
+    """Each requested format's text for one transcript, with the metadata every JSON carries."""
+    metadata = {"model": model, "source": source, "options": options.output_settings()}
+    return {fmt: WRITERS[fmt](transcript, metadata) for fmt in options.formats}
 
 
 def write_atomic(path: Path, text: str) -> None:

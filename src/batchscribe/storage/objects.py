@@ -13,6 +13,7 @@ from typing import Iterator, Optional, Protocol
 from urllib.parse import unquote, urlparse
 
 from batchscribe.errors import OptionsError
+from batchscribe.storage.keys import output_key
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,5 @@ def open_store(uri: str, endpoint_url: Optional[str] = None) -> Store:
 
 def put_transcript(store: Store, source_key: str, texts: dict[str, str]) -> None:
     """Write one source's transcripts (format -> text) under the store, each object whole."""
-    from batchscribe.storage.keys import output_key
-
     for fmt, text in texts.items():
         store.put_text(output_key(source_key, fmt), text)
