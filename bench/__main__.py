@@ -1,7 +1,7 @@
 """Reproduce batchscribe's speed, accuracy and memory next to its peers, on this machine, in one run.
 
     .venv/bin/python -m bench                       # tiny.en and base, 3 repetitions, scaling run
-    .venv/bin/python -m bench --models tiny.en --reps 1 --no-scaling
+    .venv/bin/python -m bench --models tiny.en --reps 1 --no-scaling --results /tmp/quick
 
 Each system runs as its own process over a whole corpus (model load included), with the same
 weights and thread count; systems are interleaved and the median of the repetitions reported.
@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--corpora", default="short60,long513,long231,multilingual")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
     parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder for latest.{json,md,png}")
     args = parser.parse_args()
     rows = []
     for model in args.models.split(","):
@@ -123,7 +124,7 @@ def main() -> None:
         "rows": rows,
         "scaling": [] if args.no_scaling else scaling(args.threads),
     }
-    print(save(report, RESULTS))
+    print(save(report, args.results))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ and the no-speech test against invented words.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 import numpy as np
 
@@ -19,6 +20,8 @@ from batchscribe.engine.whisper_ct2 import DecodedWindow, DecodeOptions, Whisper
 from batchscribe.results import Word
 
 MIN_WORDS_PER_SECOND = 1.0
+MIN_REPEATED_WORDS = 3
+REPEAT_SIMILARITY = 0.8
 MAX_COMPRESSION_RATIO = 2.4
 MIN_AVG_LOGPROB = -1.0
 NO_SPEECH_THRESHOLD = 0.6
@@ -60,13 +63,53 @@ def transcribe_batch(engine: WhisperCT2, batch: Batch, options: DecodeOptions) -
                 alone.append(ref)
             else:
                 result[(ref.file_id, ref.index)] = words
-    for start in range(0, len(alone), len(batch.windows) or 1):
-        refs = alone[start : start + len(batch.windows)]
-        windows = [Window(language, [PieceRef(r.file_id, r.index, r.piece, 0.0)]) for r in refs]
+    batch_size = len(batch.windows)
+    result.update(_decode_alone(engine, alone, language, options, batch_size))
+    kept = {(r.file_id, r.index) for r in alone}
+    copies = [
+        ref for window in batch.windows for ref in _copies(window, result) if (ref.file_id, ref.index) not in kept
+    ]
+    result.update(_decode_alone(engine, copies, language, options, batch_size))
+    return result
+
+
+def _decode_alone(
+    engine: WhisperCT2, refs: list[PieceRef], language: str, options: DecodeOptions, batch_size: int
+) -> PieceWords:
+    result: PieceWords = {}
+    for start in range(0, len(refs), batch_size):
+        windows = [
+            Window(language, [PieceRef(r.file_id, r.index, r.piece, 0.0)]) for r in refs[start : start + batch_size]
+        ]
         single = Batch.prepare(engine, windows)
         outputs = engine.decode(single.features, [w.end for w in windows], language, options)
         result.update(_accept_alone(engine, windows, outputs, options))
     return result
+
+
+def _copies(window: Window, result: PieceWords) -> list[PieceRef]:
+    """Pieces of a packed window whose words repeat another piece's.
+
+    Whisper sometimes transcribes only the last piece of a window, and alignment then lays
+    those words over the first piece's audio; once the skipped pieces are decoded alone, the
+    copy shows. (Seen on LibriSpeech with base: one file given its neighbour's sentence.)
+    """
+    if len(window.pieces) < 2:
+        return []
+    texts = [_normalized(result.get((r.file_id, r.index), [])) for r in window.pieces]
+    return [
+        ref
+        for k, ref in enumerate(window.pieces)
+        if len(texts[k]) >= MIN_REPEATED_WORDS
+        and any(
+            j != k and SequenceMatcher(None, texts[k], other).ratio() >= REPEAT_SIMILARITY
+            for j, other in enumerate(texts)
+        )  # fmt: skip
+    ]
+
+
+def _normalized(words: list[Word]) -> list[str]:
+    return ["".join(ch for ch in w.word.lower() if ch.isalnum()) for w in words if any(ch.isalnum() for ch in w.word)]
 
 
 def _sparse(window: Window, per_piece: list[list[Word]]) -> set[int]:
@@ -85,6 +128,12 @@ def _needs_fallback(output: DecodedWindow) -> bool:
     return output.compression_ratio > MAX_COMPRESSION_RATIO or output.avg_logprob < MIN_AVG_LOGPROB
 
 
+def _preference(output: DecodedWindow) -> tuple[bool, float]:
+    """Among failed attempts, one without a repetition loop beats any with one (a loop is
+    often the most confident output), then the most confident wins, as in faster-whisper."""
+    return output.compression_ratio <= MAX_COMPRESSION_RATIO, output.avg_logprob
+
+
 def _accept_alone(
     engine: WhisperCT2, windows: list[Window], outputs: list[DecodedWindow], options: DecodeOptions
 ) -> PieceWords:
@@ -99,7 +148,7 @@ def _accept_alone(
         features = Batch.prepare(engine, subset).features
         hotter = DecodeOptions(options.task, options.beam_size, temperature)
         for i, output in zip(retry, engine.decode(features, [w.end for w in subset], language, hotter), strict=True):
-            if output.avg_logprob > outputs[i].avg_logprob or not _needs_fallback(output):
+            if not _needs_fallback(output) or _preference(output) > _preference(outputs[i]):
                 outputs[i] = output
     result: PieceWords = {}
     for window, output in zip(windows, outputs, strict=True):

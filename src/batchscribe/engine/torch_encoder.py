@@ -37,7 +37,11 @@ class TorchEncoder:
         return F.linear(x, self._p(f"{name}/weight"), self._p(f"{name}/bias"))
 
     def __call__(self, mel: torch.Tensor) -> torch.Tensor:
-        x = F.gelu(F.conv1d(mel, self._p("conv1/weight"), self._p("conv1/bias"), padding=1))
+        # The first convolution reads the raw log-mel: in bf16 its rounding alone costs accuracy
+        # (tiny.en, 513 s LibriSpeech long-form: WER 12.2% in bf16, 11.7% in fp32) for 1.5% of the
+        # encoder's work, so it stays fp32.
+        with torch.autocast(mel.device.type, enabled=False):
+            x = F.gelu(F.conv1d(mel, self._p("conv1/weight"), self._p("conv1/bias"), padding=1))
         x = F.gelu(F.conv1d(x, self._p("conv2/weight"), self._p("conv2/bias"), stride=2, padding=1))
         x = x.transpose(1, 2)
         x = x + self._p("position_encodings/encodings")[: x.shape[1]]

@@ -1,0 +1,37 @@
+"""The guards that catch Whisper's failure modes in packed and single-piece windows."""
+
+import numpy as np
+
+from batchscribe.audio import SAMPLE_RATE, SpeechPiece
+from batchscribe.engine.batch import _copies, _preference
+from batchscribe.engine.packing import PieceRef, Window
+from batchscribe.engine.whisper_ct2 import DecodedWindow
+from batchscribe.results import Word
+
+
+def _words(text: str) -> list[Word]:
+    return [Word(float(i), float(i) + 0.5, " " + w, 0.9) for i, w in enumerate(text.split())]
+
+
+def _window(count: int) -> Window:
+    pieces = [PieceRef(n, 0, SpeechPiece(0.0, np.zeros(SAMPLE_RATE, np.float32)), 2.0 * n) for n in range(count)]
+    return Window("en", pieces)
+
+
+def test_a_piece_given_its_neighbours_sentence_is_decoded_again():
+    window = _window(3)
+    sentence = "Then Moses was afraid and said, surely the thing is known."
+    result = {(0, 0): _words(sentence), (1, 0): _words("Hold on, hold fast."), (2, 0): _words(sentence.lower())}
+    assert [ref.file_id for ref in _copies(window, result)] == [0, 2]
+
+
+def test_pieces_that_share_a_few_words_are_left_alone():
+    window = _window(2)
+    result = {(0, 0): _words("and so he said yes"), (1, 0): _words("and so she went home at last")}
+    assert _copies(window, result) == []
+
+
+def test_a_repetition_loop_loses_to_a_less_confident_clean_decode():
+    loop = DecodedWindow([], "But she said " + "—" * 200, avg_logprob=-0.2, no_speech_prob=0.0)
+    clean = DecodedWindow([], "But she said, whomsoever thou seest awake.", avg_logprob=-1.3, no_speech_prob=0.0)
+    assert _preference(clean) > _preference(loop)
