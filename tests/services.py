@@ -142,13 +142,14 @@ def _stop_ceph(folder: Path) -> None:
 def ceph_radosgw(folder: Path) -> Iterator[str]:
     """A throwaway single-node Ceph with radosgw (real S3 bucket notifications); yields the S3 endpoint.
 
-    A cold start occasionally stalls (the OSD never reports to the monitor); it is retried once."""
+    A cold start usually takes 15-25 s but sometimes 40 s or more before radosgw even starts (the
+    script's own waits allow about two minutes); one that never comes up is retried once."""
     port = free_port()
     for attempt in (1, 2):
         cluster = folder / f"try{attempt}"
         try:
             subprocess.run(["bash", str(CEPH_UP), str(cluster), str(port)], check=True, capture_output=True,
-                           timeout=45, cwd=folder.parent)  # fmt: skip
+                           timeout=150, cwd=folder.parent)  # fmt: skip
             break
         except (subprocess.TimeoutExpired, subprocess.CalledProcessError):
             _stop_ceph(cluster)

@@ -51,3 +51,22 @@ def test_encoder_choice():
         choose_encoder("cuda", "torch")
     with pytest.raises(OptionsError, match="choose auto, ct2, torch"):
         choose_encoder("cpu", "tpu")
+
+
+def test_language_from_the_speech_alone_agrees_with_the_padded_window():
+    """Detection encodes only the probe's speech (see WhisperCT2.detect_language); on every
+    multilingual recording it must name the language the full 30 s window names."""
+    from conftest import DATA
+
+    from batchscribe.engine.device import choose_placement
+    from batchscribe.engine.whisper_ct2 import WhisperCT2
+
+    engine = WhisperCT2(resolve_model("base").path, choose_placement(threads=2, encoder="torch"))
+    files = sorted(p for p in (DATA / "multilingual").rglob("*") if p.suffix in {".wav", ".flac", ".ogg", ".mp3"})
+    assert len(files) >= 20
+    for path in files:
+        audio = np.concatenate(list(open_audio(path).blocks()))[: 12 * 16000]
+        features = engine.features(np.pad(audio, (0, 480000 - audio.size)))
+        speech_only = engine.detect_language(features, content_seconds=audio.size / 16000)
+        padded = engine.detect_language(features)
+        assert speech_only[0] == padded[0], path.name

@@ -159,7 +159,7 @@ class _Producer(threading.Thread):
             if offset + piece.duration > WINDOW_SECONDS:
                 break
             window.pieces.append(PieceRef(-1, index, piece, offset))
-        return self.engine.detect_language(self.engine.features(window.audio()))
+        return self.engine.detect_language(self.engine.features(window.audio()), window.end)
 
     def _add(self, language: str, ref: PieceRef) -> None:
         packer = self._packers.setdefault(language, WindowPacker(language))

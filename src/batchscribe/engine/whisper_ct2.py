@@ -25,6 +25,9 @@ FRAMES_PER_SECOND = 100  # mel frames
 TOKENS_PER_SECOND = 50  # encoder positions
 MAX_FRAMES = 3000
 MAX_TOKENS = 448  # Whisper's decoder context
+WINDOW_SECONDS = MAX_FRAMES / FRAMES_PER_SECOND
+LANGUAGE_PROBE_MIN_SECONDS = 10.0
+CONFIDENT_LANGUAGE = 0.5
 
 
 @dataclass(frozen=True)
@@ -97,11 +100,26 @@ class WhisperCT2:
         """Log-mel features of one 30 s window (safe to call from another thread)."""
         return self.mel(window_audio, padding=0)[:, :MAX_FRAMES]
 
-    def detect_language(self, features: np.ndarray) -> tuple[str, float]:
+    def detect_language(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]:
+        """The most likely language and its probability.
+
+        The PyTorch encoder can encode just the speech (at least 10 s) instead of a padded 30 s
+        window: about 3x less work per file, and on 105 real files (12 languages) the same
+        language every time. Its probabilities run lower, so an uncertain answer is checked on
+        the full window, and that answer is the one kept.
+        """
         if not self.is_multilingual:
             return "en", 1.0
-        scores = self.model.detect_language(self.encode(features[np.newaxis]))[0]
-        token, probability = scores[0]
+        if self._torch_encoder is not None and content_seconds < WINDOW_SECONDS - LANGUAGE_PROBE_MIN_SECONDS:
+            frames = int(np.ceil(max(content_seconds, LANGUAGE_PROBE_MIN_SECONDS) / 2)) * 2 * FRAMES_PER_SECOND
+            encoded = ctranslate2.StorageView.from_array(self._torch_encoder(features[np.newaxis, :, :frames]))
+            language, probability = self._top_language(encoded)
+            if probability >= CONFIDENT_LANGUAGE:
+                return language, probability
+        return self._top_language(self.encode(features[np.newaxis]))
+
+    def _top_language(self, encoded: ctranslate2.StorageView) -> tuple[str, float]:
+        token, probability = self.model.detect_language(encoded)[0][0]
         return token[2:-2], probability
 
     def decode(
