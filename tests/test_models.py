@@ -46,3 +46,12 @@ def test_unknown_model_without_network_names_the_offline_ones(monkeypatch):
 def test_a_folder_without_model_bin_is_rejected(tmp_path):
     with pytest.raises(ModelError, match="no model.bin"):
         models.resolve_model(str(tmp_path))
+
+
+@pytest.mark.parametrize(("name", "multilingual"), [("tiny.en", False), ("base", True)])
+def test_multilinguality_is_known_before_loading_and_agrees_with_ctranslate2(name, multilingual):
+    import ctranslate2
+
+    resolved = models.resolve_model(name)
+    assert resolved.multilingual is multilingual
+    assert ctranslate2.models.Whisper(str(resolved.path), device="cpu").is_multilingual is multilingual

@@ -15,7 +15,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Protocol
+from typing import Callable, Iterator, Optional, Protocol
 
 from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
 from batchscribe.engine.batch import Batch, transcribe_batch
@@ -81,9 +81,16 @@ _END = object()
 class _Producer(threading.Thread):
     """Decodes, finds speech, detects language and packs windows into batches, ahead of the model."""
 
-    def __init__(self, engine: WhisperCT2, jobs: dict[int, _Job], options: TranscribeOptions):
+    def __init__(
+        self,
+        load_engine: Callable[[], WhisperCT2],
+        multilingual: bool,
+        jobs: dict[int, _Job],
+        options: TranscribeOptions,
+    ):
         super().__init__(name="batchscribe-audio", daemon=True)
-        self.engine = engine
+        self.load_engine = load_engine  # waits for the model, which may still be loading
+        self.multilingual = multilingual
         self.jobs = list(jobs.items())  # the consumer removes finished jobs from its dict
         self.options = options
         self.out: queue.Queue = queue.Queue(maxsize=4)
@@ -101,7 +108,7 @@ class _Producer(threading.Thread):
                 self._collect(packer.flush())
             for windows in self._ready.values():
                 for start in range(0, len(windows), self.options.batch_size):
-                    self._put(Batch.prepare(self.engine, windows[start : start + self.options.batch_size]))
+                    self._put(Batch.prepare(self.load_engine(), windows[start : start + self.options.batch_size]))
             self._put(_END)
         except BaseException as error:  # surfaced in the consumer thread
             self._put(error)
@@ -131,7 +138,7 @@ class _Producer(threading.Thread):
 
     def _with_language(self, pieces: Iterator[SpeechPiece]) -> Iterator[tuple[SpeechPiece, str, float]]:
         """Tag pieces with the file's language, detected on its first seconds of speech."""
-        if self.options.language or not self.engine.is_multilingual:
+        if self.options.language or not self.multilingual:
             for piece in pieces:
                 yield piece, self.options.language or "en", 1.0
             return
@@ -159,7 +166,8 @@ class _Producer(threading.Thread):
             if offset + piece.duration > WINDOW_SECONDS:
                 break
             window.pieces.append(PieceRef(-1, index, piece, offset))
-        return self.engine.detect_language(self.engine.features(window.audio()), window.end)
+        engine = self.load_engine()
+        return engine.detect_language(engine.features(window.audio()), window.end)
 
     def _add(self, language: str, ref: PieceRef) -> None:
         packer = self._packers.setdefault(language, WindowPacker(language))
@@ -170,7 +178,7 @@ class _Producer(threading.Thread):
             ready = self._ready.setdefault(window.language, [])
             ready.append(window)
             if len(ready) >= self.options.batch_size:
-                self._put(Batch.prepare(self.engine, ready[:]))
+                self._put(Batch.prepare(self.load_engine(), ready[:]))
                 ready.clear()
 
 
@@ -285,6 +293,17 @@ class Transcriber:
                 self._engine.tokenizer(self.options.language, self.options.task)
         return self._engine
 
+    def _engine_soon(self) -> Callable[[], WhisperCT2]:
+        """Load the model in the background (importing PyTorch alone takes about a second) while
+        the audio thread starts reading; the returned call waits for it."""
+        if self._engine is not None:
+            engine = self._engine
+            return lambda: engine
+        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchscribe-load")
+        loading = loader.submit(self.engine)
+        loader.shutdown(wait=False)
+        return loading.result
+
     def run(
         self, inputs: list[str], output_dir: Optional[Path], listener: Optional[ProgressListener] = None
     ) -> RunSummary:
@@ -298,7 +317,7 @@ class Transcriber:
         if listener:
             listener.started(len(files) + len(missing), skipped)
         if jobs:
-            _transcribe(self.engine(), jobs, self.options, this_run, self.model.name)
+            _transcribe(self._engine_soon(), self.model.multilingual, jobs, self.options, this_run, self.model.name)
         this_run.write_failures()
         return RunSummary(
             this_run.results,
@@ -322,11 +341,22 @@ def run(
 
 
 def _transcribe(
-    engine: WhisperCT2, jobs: dict[int, _Job], options: TranscribeOptions, this_run: _Run, model_name: str
+    load_engine: Callable[[], WhisperCT2],
+    multilingual: bool,
+    jobs: dict[int, _Job],
+    options: TranscribeOptions,
+    this_run: _Run,
+    model_name: str,
 ) -> None:
     """Feed batches to the engine's workers as the producer makes them; finish files as they complete."""
-    producer = _Producer(engine, jobs, options)
+    producer = _Producer(load_engine, multilingual, jobs, options)
     producer.start()
+    try:
+        engine = load_engine()
+    except BaseException:
+        producer.stop.set()
+        producer.join(timeout=5)
+        raise
     decode_options = DecodeOptions(task=options.task, beam_size=options.beam_size)
     failed: set[int] = set()
     running: set[Future] = set()

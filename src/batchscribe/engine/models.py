@@ -69,10 +69,22 @@ BUNDLED = {
 }
 
 
+ENGLISH_ONLY_VOCABULARY = 51864  # tokens; multilingual Whisper models have more
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     name: str
     path: Path
+
+    @property
+    def multilingual(self) -> bool:
+        """Known without loading the model, from its vocabulary size (as CTranslate2 decides it)."""
+        listed = self.path / "vocabulary.json"
+        if listed.exists():
+            return len(json.loads(listed.read_text(encoding="utf-8"))) > ENGLISH_ONLY_VOCABULARY
+        with open(self.path / "vocabulary.txt", encoding="utf-8") as lines:
+            return sum(1 for _ in lines) > ENGLISH_ONLY_VOCABULARY
 
 
 def cache_dir() -> Path:
