@@ -35,3 +35,11 @@ def test_a_repetition_loop_loses_to_a_less_confident_clean_decode():
     loop = DecodedWindow([], "But she said " + "—" * 200, avg_logprob=-0.2, no_speech_prob=0.0)
     clean = DecodedWindow([], "But she said, whomsoever thou seest awake.", avg_logprob=-1.3, no_speech_prob=0.0)
     assert _preference(clean) > _preference(loop)
+
+
+def test_a_short_window_cannot_loop_for_the_whole_decoder_context():
+    from batchscribe.engine.whisper_ct2 import MAX_TOKENS, _length_limit
+
+    assert _length_limit(29.0) == MAX_TOKENS
+    assert _length_limit(3.0) // 2 < 80  # CTranslate2 generates at most max_length / 2 tokens
+    assert _length_limit(3.0) // 2 >= 3 * 8 + 16  # still room for very fast speech

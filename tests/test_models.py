@@ -55,3 +55,9 @@ def test_multilinguality_is_known_before_loading_and_agrees_with_ctranslate2(nam
     resolved = models.resolve_model(name)
     assert resolved.multilingual is multilingual
     assert ctranslate2.models.Whisper(str(resolved.path), device="cpu").is_multilingual is multilingual
+
+
+def test_a_folder_without_a_vocabulary_is_rejected_with_a_fix(tmp_path):
+    (tmp_path / "model.bin").write_bytes(b"")
+    with pytest.raises(ModelError, match="no vocabulary.json or vocabulary.txt"):
+        _ = models.resolve_model(str(tmp_path)).multilingual

@@ -24,6 +24,18 @@ def test_librispeech_60_files_wer(librispeech_run):
     assert "(encoder: torch-bf16)" in result.stdout  # auto picks PyTorch bf16 on this AMX machine
 
 
+def test_no_file_is_given_another_files_words(librispeech_run):
+    """Packing puts several files in one window; none may come back with a neighbour's sentence
+    (no two of these references share 8 words in a row)."""
+    out, _ = librispeech_run
+    runs = {}
+    for path in sorted(out.glob("*.txt")):
+        words = re.findall(r"[a-z']+", path.read_text().lower())
+        runs[path.name] = {tuple(words[i : i + 8]) for i in range(len(words) - 7)}
+    shared = [(a, b) for a in runs for b in runs if a < b and runs[a] & runs[b]]
+    assert shared == []
+
+
 def test_both_encoders_agree_on_librispeech(librispeech_run, tmp_path):
     """The CTranslate2 int8 encoder and the PyTorch bf16 one: same bound, WER within a point of each other."""
     out, _ = librispeech_run

@@ -80,11 +80,15 @@ class ResolvedModel:
     @property
     def multilingual(self) -> bool:
         """Known without loading the model, from its vocabulary size (as CTranslate2 decides it)."""
-        listed = self.path / "vocabulary.json"
+        listed, lines = self.path / "vocabulary.json", self.path / "vocabulary.txt"
         if listed.exists():
             return len(json.loads(listed.read_text(encoding="utf-8"))) > ENGLISH_ONLY_VOCABULARY
-        with open(self.path / "vocabulary.txt", encoding="utf-8") as lines:
-            return sum(1 for _ in lines) > ENGLISH_ONLY_VOCABULARY
+        if lines.exists():
+            with open(lines, encoding="utf-8") as tokens:
+                return sum(1 for _ in tokens) > ENGLISH_ONLY_VOCABULARY
+        raise ModelError(
+            f"{self.path} has no vocabulary.json or vocabulary.txt; convert the model with ct2-transformers-converter"
+        )
 
 
 def cache_dir() -> Path:

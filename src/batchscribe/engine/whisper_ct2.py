@@ -25,6 +25,7 @@ FRAMES_PER_SECOND = 100  # mel frames
 TOKENS_PER_SECOND = 50  # encoder positions
 MAX_FRAMES = 3000
 MAX_TOKENS = 448  # Whisper's decoder context
+MAX_TOKENS_PER_SECOND = 15  # fast speech is 5-8; Japanese text runs higher
 WINDOW_SECONDS = MAX_FRAMES / FRAMES_PER_SECOND
 LANGUAGE_PROBE_MIN_SECONDS = 10.0
 CONFIDENT_LANGUAGE = 0.5
@@ -137,7 +138,7 @@ class WhisperCT2:
         results = self.model.generate(
             encoded,
             [prompt] * len(features),
-            max_length=MAX_TOKENS,
+            max_length=_length_limit(max(content_seconds)),
             suppress_blank=True,
             suppress_tokens=[-1],  # the model's own list of non-speech tokens
             return_scores=True,
@@ -171,6 +172,16 @@ class WhisperCT2:
         for i, alignment in zip(spoken, alignments, strict=True):
             words[i] = _words_from_alignment(tokenizer, texts[i], alignment)
         return words
+
+
+def _length_limit(content_seconds: float) -> int:
+    """Room for the densest plausible speech in `content_seconds`, not for a long repetition loop.
+
+    CTranslate2 generates at most max_length / 2 tokens (Whisper's sample_len of 224). A window
+    with 3 s of audio that falls into a loop would otherwise decode 224 tokens (x beam size, at
+    every fallback temperature) before being thrown away.
+    """
+    return min(MAX_TOKENS, 2 * (int(content_seconds * MAX_TOKENS_PER_SECOND) + 16))
 
 
 def _words_from_alignment(tokenizer: Tokenizer, text: list[int], alignment) -> list[Word]:
