@@ -109,6 +109,7 @@ def _copies(window: Window, result: PieceWords) -> list[PieceRef]:
 
 
 def _normalized(words: list[Word]) -> list[str]:
+    """The spoken words (punctuation-only ones dropped), lower-cased, letters and digits only."""
     return ["".join(ch for ch in w.word.lower() if ch.isalnum()) for w in words if any(ch.isalnum() for ch in w.word)]
 
 
@@ -116,12 +117,8 @@ def _sparse(window: Window, per_piece: list[list[Word]]) -> set[int]:
     return {
         k
         for k, (ref, words) in enumerate(zip(window.pieces, per_piece, strict=True))
-        if _spoken_words(words) / max(ref.piece.duration, 0.5) < MIN_WORDS_PER_SECOND
+        if len(_normalized(words)) / max(ref.piece.duration, 0.5) < MIN_WORDS_PER_SECOND
     }
-
-
-def _spoken_words(words: list[Word]) -> int:
-    return sum(1 for w in words if any(ch.isalnum() for ch in w.word))
 
 
 def _needs_fallback(output: DecodedWindow) -> bool:

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from batchscribe.errors import ModelError
@@ -77,7 +78,7 @@ class ResolvedModel:
     name: str
     path: Path
 
-    @property
+    @cached_property  # a worker asks once per batch; the vocabulary is read once
     def multilingual(self) -> bool:
         """Known without loading the model, from its vocabulary size (as CTranslate2 decides it)."""
         listed, lines = self.path / "vocabulary.json", self.path / "vocabulary.txt"

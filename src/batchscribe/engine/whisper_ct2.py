@@ -105,7 +105,7 @@ class WhisperCT2:
         """The most likely language and its probability.
 
         The PyTorch encoder can encode just the speech (at least 10 s) instead of a padded 30 s
-        window: about 3x less work per file, and on 105 real files (12 languages) the same
+        window: about 3x less work per file, and on 105 real files (8 languages) the same
         language every time. Its probabilities run lower, so an uncertain answer is checked on
         the full window, and that answer is the one kept.
         """
