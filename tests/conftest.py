@@ -60,7 +60,18 @@ def librispeech_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def longform_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("longform")
-    result = run_cli("transcribe", f"{LONGFORM}.flac", "-o", str(out), "--word-timestamps", check=True)
+def torch_librispeech_run(tmp_path_factory):
+    """The same 60 files on the PyTorch backend."""
+    out = tmp_path_factory.mktemp("librispeech-torch")
+    result = run_cli("transcribe", str(LIBRISPEECH), "-o", str(out), "--backend", "torch", check=True)
+    return out, result
+
+
+@pytest.fixture(scope="session", params=["auto", "torch"])
+def longform_run(request, tmp_path_factory):
+    """The 513 s file, on the default backend and on PyTorch's."""
+    out = tmp_path_factory.mktemp(f"longform-{request.param}")
+    result = run_cli(
+        "transcribe", f"{LONGFORM}.flac", "-o", str(out), "--word-timestamps", "--backend", request.param, check=True
+    )
     return out, result

@@ -40,12 +40,13 @@ def test_streaming_vad_is_independent_of_block_size():
     assert all(np.isfinite(p.audio).all() for p in small)
 
 
-def test_multilingual_model_detects_each_files_language():
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_multilingual_model_detects_each_files_language(backend):
     files = [
         DATA / "multilingual" / "de" / "fleurs-de-000.ogg",
         DATA / "english_misc" / "cmu_arctic" / "cmu_arctic_us_aew_a0002.wav",
     ]
-    summary = transcribe(files, model="base")
+    summary = transcribe(files, model="base", backend=backend)
     languages = {r.source.rsplit("/", 1)[-1]: r.transcript.language for r in summary.results}
     assert languages == {"fleurs-de-000.ogg": "de", "cmu_arctic_us_aew_a0002.wav": "en"}
     german = next(r for r in summary.results if r.source.endswith(".ogg")).transcript

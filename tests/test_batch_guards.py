@@ -5,7 +5,7 @@ import numpy as np
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
 from batchscribe.engine.batch import _copies, _preference
 from batchscribe.engine.packing import PieceRef, Window
-from batchscribe.engine.whisper_ct2 import DecodedWindow
+from batchscribe.engine.decoding import DecodedWindow
 from batchscribe.results import Word
 
 
@@ -38,8 +38,8 @@ def test_a_repetition_loop_loses_to_a_less_confident_clean_decode():
 
 
 def test_a_short_window_cannot_loop_for_the_whole_decoder_context():
-    from batchscribe.engine.whisper_ct2 import MAX_TOKENS, _length_limit
+    from batchscribe.engine.decoding import MAX_TOKENS, new_token_limit
 
-    assert _length_limit(29.0) == MAX_TOKENS
-    assert _length_limit(3.0) // 2 < 80  # CTranslate2 generates at most max_length / 2 tokens
-    assert _length_limit(3.0) // 2 >= 3 * 8 + 16  # still room for very fast speech
+    assert new_token_limit(29.0) == MAX_TOKENS // 2  # Whisper's own sample length
+    assert new_token_limit(3.0) < 80
+    assert new_token_limit(3.0) >= 3 * 8 + 16  # still room for very fast speech

@@ -44,7 +44,7 @@ def test_unknown_model_without_network_names_the_offline_ones(monkeypatch):
 
 
 def test_a_folder_without_model_bin_is_rejected(tmp_path):
-    with pytest.raises(ModelError, match="no model.bin"):
+    with pytest.raises(ModelError, match="no CTranslate2 model.bin"):
         models.resolve_model(str(tmp_path))
 
 

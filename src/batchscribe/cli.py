@@ -62,6 +62,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="audio encoder: torch = PyTorch bf16 on CPUs with AMX/AVX-512 BF16 (3x faster there), "
         "ct2 = CTranslate2; auto picks torch where it is installed and faster (default: auto)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "ct2", "torch"),
+        default=defaults.backend,
+        help="library that runs the model: ct2 = CTranslate2 (faster-whisper's), torch = PyTorch + transformers "
+        "(Hugging Face models and hub ids); auto picks the faster one measured for this hardware (default: auto)",
+    )
 
 
 def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> TranscribeOptions:
@@ -77,6 +84,7 @@ def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> Tra
         compute_type=args.compute_type,
         threads=args.threads,
         encoder=args.encoder,
+        backend=args.backend,
         overwrite=overwrite,
     )
 

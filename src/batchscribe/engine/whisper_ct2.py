@@ -7,52 +7,31 @@ files packed into one window.
 
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import ctranslate2
 import numpy as np
-import tokenizers
-from faster_whisper.feature_extractor import FeatureExtractor
 from faster_whisper.tokenizer import Tokenizer
 
+from batchscribe.engine.decoding import (
+    CONFIDENT_LANGUAGE,
+    FRAMES_PER_SECOND,
+    MAX_FRAMES,
+    WINDOW_SECONDS,
+    DecodedWindow,
+    DecodeOptions,
+    TextAndFeatures,
+    new_token_limit,
+)
 from batchscribe.engine.device import Placement
-from batchscribe.errors import ModelError, OptionsError
+from batchscribe.engine.timing import words_from_alignment
+from batchscribe.errors import ModelError
 from batchscribe.results import Word
 
-FRAMES_PER_SECOND = 100  # mel frames
-TOKENS_PER_SECOND = 50  # encoder positions
-MAX_FRAMES = 3000
-MAX_TOKENS = 448  # Whisper's decoder context
-MAX_TOKENS_PER_SECOND = 15  # fast speech is 5-8; Japanese text runs higher
-WINDOW_SECONDS = MAX_FRAMES / FRAMES_PER_SECOND
 LANGUAGE_PROBE_MIN_SECONDS = 10.0
-CONFIDENT_LANGUAGE = 0.5
 
 
-@dataclass(frozen=True)
-class DecodeOptions:
-    task: str = "transcribe"
-    beam_size: int = 5
-    temperature: float = 0.0
-
-
-@dataclass
-class DecodedWindow:
-    words: list[Word]  # times in window seconds
-    text: str
-    avg_logprob: float
-    no_speech_prob: float
-
-    @property
-    def compression_ratio(self) -> float:
-        """High values mean a repetition loop (Whisper's own hallucination test)."""
-        data = self.text.encode("utf-8")
-        return len(data) / len(zlib.compress(data)) if data else 0.0
-
-
-class WhisperCT2:
+class WhisperCT2(TextAndFeatures):
     """Decoding and alignment on CTranslate2; the encoder on CTranslate2 or, on CPUs with bf16
     matrix units, on PyTorch (see torch_encoder.py), as `placement.encoder` says."""
 
@@ -67,14 +46,7 @@ class WhisperCT2:
             )
         except (RuntimeError, ValueError) as error:
             raise ModelError(f"cannot load the model in {model_path}: {error}") from error
-        tokenizer_file = model_path / "tokenizer.json"
-        if not tokenizer_file.exists():
-            raise ModelError(f"{model_path} has no tokenizer.json; copy it from the original Whisper model")
-        self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_file))
-        self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
-        self.mel = FeatureExtractor(feature_size=self.model.n_mels)
-        self.is_multilingual = self.model.is_multilingual
-        self.workers = placement.workers
+        super().__init__(model_path, self.model.n_mels, self.model.is_multilingual, placement.workers)
         self._torch_encoder = None
         if placement.encoder == "torch-bf16":
             from batchscribe.engine.torch_encoder import Bf16Encoder
@@ -85,21 +57,6 @@ class WhisperCT2:
         if self._torch_encoder is not None:
             return ctranslate2.StorageView.from_array(self._torch_encoder(features))
         return self.model.encode(ctranslate2.StorageView.from_array(features), to_cpu=True)
-
-    def tokenizer(self, language: str, task: str) -> Tokenizer:
-        if not self.is_multilingual and (language != "en" or task != "transcribe"):
-            raise OptionsError(
-                f"this model is English-only: it cannot {task} '{language}' audio; "
-                "use a multilingual model such as base"
-            )
-        key = (language, task)
-        if key not in self._tokenizers:
-            self._tokenizers[key] = Tokenizer(self._hf_tokenizer, self.is_multilingual, task=task, language=language)
-        return self._tokenizers[key]
-
-    def features(self, window_audio: np.ndarray) -> np.ndarray:
-        """Log-mel features of one 30 s window (safe to call from another thread)."""
-        return self.mel(window_audio, padding=0)[:, :MAX_FRAMES]
 
     def detect_language(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]:
         """The most likely language and its probability.
@@ -138,7 +95,7 @@ class WhisperCT2:
         results = self.model.generate(
             encoded,
             [prompt] * len(features),
-            max_length=_length_limit(max(content_seconds)),
+            max_length=2 * new_token_limit(max(content_seconds)),  # CTranslate2 generates max_length / 2
             suppress_blank=True,
             suppress_tokens=[-1],  # the model's own list of non-speech tokens
             return_scores=True,
@@ -170,66 +127,8 @@ class WhisperCT2:
             encoded, tokenizer.sot_sequence, [texts[i] for i in spoken], frames, median_filter_width=7
         )
         for i, alignment in zip(spoken, alignments, strict=True):
-            words[i] = _words_from_alignment(tokenizer, texts[i], alignment)
+            path = np.array(alignment.alignments).reshape(-1, 2)
+            words[i] = words_from_alignment(
+                tokenizer, texts[i], path[:, 0], path[:, 1], np.asarray(alignment.text_token_probs)
+            )
         return words
-
-
-def _length_limit(content_seconds: float) -> int:
-    """Room for the densest plausible speech in `content_seconds`, not for a long repetition loop.
-
-    CTranslate2 generates at most max_length / 2 tokens (Whisper's sample_len of 224). A window
-    with 3 s of audio that falls into a loop would otherwise decode 224 tokens (x beam size, at
-    every fallback temperature) before being thrown away.
-    """
-    return min(MAX_TOKENS, 2 * (int(content_seconds * MAX_TOKENS_PER_SECOND) + 16))
-
-
-def _words_from_alignment(tokenizer: Tokenizer, text: list[int], alignment) -> list[Word]:
-    """Turn token-level DTW alignment into word timings (as openai-whisper's timing.py does)."""
-    word_texts, word_tokens = tokenizer.split_to_word_tokens(text + [tokenizer.eot])
-    if len(word_tokens) <= 1:
-        return []
-    text_indices = np.array([pair[0] for pair in alignment.alignments])
-    time_indices = np.array([pair[1] for pair in alignment.alignments])
-    boundaries = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
-    jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
-    jump_times = time_indices[jumps] / TOKENS_PER_SECOND
-    starts = jump_times[boundaries[:-1]]
-    ends = jump_times[boundaries[1:]]
-    probabilities = alignment.text_token_probs
-    spoken = word_texts[:-1]  # the last "word" is the end-of-text token
-    return attach_punctuation(
-        [
-            Word(float(s), float(e), w, float(np.mean(probabilities[i:j])) if j > i else 0.0)
-            for w, s, e, i, j in zip(spoken, starts, ends, boundaries[:-1], boundaries[1:], strict=True)
-        ]
-    )
-
-
-OPENING = set("\"'“¿([{«")
-
-
-def attach_punctuation(words: list[Word]) -> list[Word]:
-    """Punctuation joins its word, keeping that word's times (as Whisper's own timing does).
-
-    Alignment places a closing "." in the pause after a sentence; left alone it could be
-    given to the next file packed into the same window.
-    """
-    merged: list[Word] = []
-    opening = ""
-    for word in words:
-        text = word.word.strip()
-        if text and not any(ch.isalnum() for ch in text):
-            if all(ch in OPENING for ch in text):
-                opening += word.word
-                continue
-            if merged:
-                last = merged[-1]
-                merged[-1] = Word(last.start, last.end, last.word + text, min(last.probability, word.probability))
-                continue
-        if opening:
-            lead = " " if opening.startswith(" ") or word.word.startswith(" ") else ""
-            word = Word(word.start, word.end, lead + opening.strip() + word.word.lstrip(), word.probability)
-            opening = ""
-        merged.append(word)
-    return merged

@@ -1,0 +1,18 @@
+"""Load a resolved model on the backend its placement names (see device.py for the choice)."""
+
+from __future__ import annotations
+
+from batchscribe.engine.decoding import Engine
+from batchscribe.engine.device import Placement
+from batchscribe.engine.models import ResolvedModel
+
+
+def load_engine(model: ResolvedModel, placement: Placement) -> Engine:
+    if placement.backend == "torch":
+        from batchscribe.engine.hf_weights import hf_folder
+        from batchscribe.engine.whisper_torch import WhisperTorch
+
+        return WhisperTorch(model.path if model.layout == "hf" else hf_folder(model.path), placement)
+    from batchscribe.engine.whisper_ct2 import WhisperCT2
+
+    return WhisperCT2(model.path, placement)

@@ -1,0 +1,101 @@
+"""What every engine backend decodes with and returns: options, decoded windows, the Engine
+interface the batching above it relies on, and the limits shared by all backends."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import tokenizers
+from faster_whisper.feature_extractor import FeatureExtractor
+from faster_whisper.tokenizer import Tokenizer
+
+from batchscribe.errors import ModelError, OptionsError
+from batchscribe.results import Word
+
+FRAMES_PER_SECOND = 100  # mel frames
+TOKENS_PER_SECOND = 50  # encoder positions
+MAX_FRAMES = 3000
+MAX_TOKENS = 448  # Whisper's decoder context
+MAX_TOKENS_PER_SECOND = 15  # fast speech is 5-8; Japanese text runs higher
+WINDOW_SECONDS = MAX_FRAMES / FRAMES_PER_SECOND
+CONFIDENT_LANGUAGE = 0.5
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    task: str = "transcribe"
+    beam_size: int = 5
+    temperature: float = 0.0
+
+
+@dataclass
+class DecodedWindow:
+    words: list[Word]  # times in window seconds
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+
+    @property
+    def compression_ratio(self) -> float:
+        """High values mean a repetition loop (Whisper's own hallucination test)."""
+        data = self.text.encode("utf-8")
+        return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+class Engine(Protocol):
+    """A loaded Whisper model, whichever library runs it (see backends.py)."""
+
+    workers: int  # batches it can decode at once
+    is_multilingual: bool
+
+    def features(self, window_audio: np.ndarray) -> np.ndarray: ...
+
+    def tokenizer(self, language: str, task: str) -> Tokenizer: ...
+
+    def detect_language(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]: ...
+
+    def decode(
+        self, features: np.ndarray, content_seconds: list[float], language: str, options: DecodeOptions
+    ) -> list[DecodedWindow]: ...
+
+
+class TextAndFeatures:
+    """The parts every backend shares: log-mel features and tokenizers per language and task."""
+
+    def __init__(self, model_path: Path, n_mels: int, multilingual: bool, workers: int):
+        tokenizer_file = model_path / "tokenizer.json"
+        if not tokenizer_file.exists():
+            raise ModelError(f"{model_path} has no tokenizer.json; copy it from the original Whisper model")
+        self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_file))
+        self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
+        self.mel = FeatureExtractor(feature_size=n_mels)
+        self.is_multilingual = multilingual
+        self.workers = workers
+
+    def tokenizer(self, language: str, task: str) -> Tokenizer:
+        if not self.is_multilingual and (language != "en" or task != "transcribe"):
+            raise OptionsError(
+                f"this model is English-only: it cannot {task} '{language}' audio; "
+                "use a multilingual model such as base"
+            )
+        key = (language, task)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = Tokenizer(self._hf_tokenizer, self.is_multilingual, task=task, language=language)
+        return self._tokenizers[key]
+
+    def features(self, window_audio: np.ndarray) -> np.ndarray:
+        """Log-mel features of one 30 s window (safe to call from another thread)."""
+        return self.mel(window_audio, padding=0)[:, :MAX_FRAMES]
+
+
+def new_token_limit(content_seconds: float) -> int:
+    """Room for the densest plausible speech in `content_seconds`, not for a long repetition loop.
+
+    A window with 3 s of audio that falls into a loop would otherwise decode Whisper's full
+    224 tokens (x beam size, at every fallback temperature) before being thrown away.
+    """
+    return min(MAX_TOKENS // 2, int(content_seconds * MAX_TOKENS_PER_SECOND) + 16)

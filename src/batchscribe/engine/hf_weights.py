@@ -1,0 +1,174 @@
+"""A CTranslate2 Whisper model as a Hugging Face transformers folder, for the PyTorch backend.
+
+The bundled offline models are CTranslate2 files; `--backend torch` converts one once, on first
+use, into the cache (config, generation config, tokenizer, model.safetensors in float32, int8
+weights dequantized exactly as CTranslate2 stores them). The safetensors file's sha256 is
+recorded when it is written and checked again whenever the file has changed since, so a
+truncated or edited copy is rebuilt rather than loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from batchscribe.engine.ct2_weights import read_weights
+from batchscribe.engine.models import cache_dir, file_stamp, sha256_of
+from batchscribe.errors import ModelError
+
+WEIGHTS = "model.safetensors"
+CHECKSUM = "checksum.json"
+_ACTIVATIONS = {0: "relu", 1: "gelu_new", 2: "silu", 3: "gelu", 4: "quick_gelu", 5: "tanh"}
+
+
+def hf_folder(ct2_path: Path) -> Path:
+    """The converted copy of the CTranslate2 model in `ct2_path`, made if missing or damaged."""
+    source = ct2_path / "model.bin"
+    key = hashlib.sha256(f"{source.resolve()}:{file_stamp([source])}".encode()).hexdigest()[:16]
+    target = cache_dir() / "hf" / key
+    if _intact(target):
+        return target
+    partial = target.with_name(f"{key}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    _convert(ct2_path, partial)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(partial, target)
+    return target
+
+
+def _intact(folder: Path) -> bool:
+    record_file = folder / CHECKSUM
+    if not record_file.exists():
+        return False
+    record = json.loads(record_file.read_text())
+    weights = folder / WEIGHTS
+    if not weights.exists():
+        return False
+    if record.get("stamp") == file_stamp([weights]):
+        return True
+    if sha256_of([weights]) != record["sha256"]:
+        return False
+    record["stamp"] = file_stamp([weights])  # same bytes, new mtime (e.g. copied): remember it
+    record_file.write_text(json.dumps(record))
+    return True
+
+
+def _convert(ct2_path: Path, out: Path) -> None:
+    from safetensors.numpy import save_file
+
+    try:
+        weights = read_weights(ct2_path / "model.bin")
+        ct2_config = json.loads((ct2_path / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise ModelError(f"cannot convert {ct2_path} for the PyTorch backend: {error}") from error
+    state, config = _hf_state(weights)
+    vocabulary = _vocabulary(ct2_path)
+    special = {token: vocabulary.index(token) for token in ("<|endoftext|>", "<|startoftranscript|>")}
+    config.update(
+        bos_token_id=special["<|endoftext|>"],
+        eos_token_id=special["<|endoftext|>"],
+        pad_token_id=special["<|endoftext|>"],
+        decoder_start_token_id=special["<|startoftranscript|>"],
+    )
+    generation = {
+        "suppress_tokens": ct2_config.get("suppress_ids", []),
+        "begin_suppress_tokens": ct2_config.get("suppress_ids_begin", []),
+        "lang_to_id": {vocabulary[i]: i for i in ct2_config.get("lang_ids", [])},
+        "is_multilingual": len(vocabulary) > 51864,
+        "decoder_start_token_id": special["<|startoftranscript|>"],
+        "eos_token_id": special["<|endoftext|>"],
+    }
+    if ct2_config.get("alignment_heads"):
+        generation["alignment_heads"] = ct2_config["alignment_heads"]
+    save_file(state, str(out / WEIGHTS), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config, indent=1))
+    (out / "generation_config.json").write_text(json.dumps(generation, indent=1))
+    shutil.copyfile(ct2_path / "tokenizer.json", out / "tokenizer.json")
+    weights_file = out / WEIGHTS
+    record = {"sha256": sha256_of([weights_file]), "stamp": file_stamp([weights_file]), "source": str(ct2_path)}
+    (out / CHECKSUM).write_text(json.dumps(record))
+
+
+def _vocabulary(ct2_path: Path) -> list[str]:
+    listed, lines = ct2_path / "vocabulary.json", ct2_path / "vocabulary.txt"
+    if listed.exists():
+        return json.loads(listed.read_text(encoding="utf-8"))
+    return lines.read_text(encoding="utf-8").rstrip("\n").split("\n")
+
+
+def _hf_state(w: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
+    """transformers' parameter names for CTranslate2's, and the model's dimensions."""
+    state: dict[str, np.ndarray] = {}
+
+    def copy(ct2: str, hf: str, bias: bool = True) -> None:
+        state[f"{hf}.weight"] = w[f"{ct2}/weight"]
+        if bias:
+            state[f"{hf}.bias"] = w[f"{ct2}/bias"]
+
+    def norm(ct2: str, hf: str) -> None:
+        state[f"{hf}.weight"], state[f"{hf}.bias"] = w[f"{ct2}/gamma"], w[f"{ct2}/beta"]
+
+    def split(ct2: str, hf: list[str]) -> None:
+        """A fused projection into q/k/v (or k/v); Whisper's key projection has no bias."""
+        weights, biases = np.split(w[f"{ct2}/weight"], len(hf)), np.split(w[f"{ct2}/bias"], len(hf))
+        for name, weight, bias in zip(hf, weights, biases, strict=True):
+            state[f"{name}.weight"] = weight
+            if not name.endswith("k_proj"):
+                state[f"{name}.bias"] = bias
+
+    def block(ct2: str, hf: str) -> None:
+        a = f"{ct2}/self_attention"
+        split(f"{a}/linear_0", [f"{hf}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj")])
+        copy(f"{a}/linear_1", f"{hf}.self_attn.out_proj")
+        norm(f"{a}/layer_norm", f"{hf}.self_attn_layer_norm")
+        copy(f"{ct2}/ffn/linear_0", f"{hf}.fc1")
+        copy(f"{ct2}/ffn/linear_1", f"{hf}.fc2")
+        norm(f"{ct2}/ffn/layer_norm", f"{hf}.final_layer_norm")
+
+    layers = {side: sum(1 for n in w if n.startswith(f"{side}/layer_") and n.endswith("ffn/linear_0/weight"))
+              for side in ("encoder", "decoder")}  # fmt: skip
+    copy("encoder/conv1", "model.encoder.conv1")
+    copy("encoder/conv2", "model.encoder.conv2")
+    state["model.encoder.embed_positions.weight"] = w["encoder/position_encodings/encodings"]
+    for i in range(layers["encoder"]):
+        block(f"encoder/layer_{i}", f"model.encoder.layers.{i}")
+    norm("encoder/layer_norm", "model.encoder.layer_norm")
+    state["model.decoder.embed_tokens.weight"] = w["decoder/embeddings/weight"]
+    state["model.decoder.embed_positions.weight"] = w["decoder/position_encodings/encodings"]
+    for i in range(layers["decoder"]):
+        ct2, hf = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
+        block(ct2, hf)
+        copy(f"{ct2}/attention/linear_0", f"{hf}.encoder_attn.q_proj")
+        split(f"{ct2}/attention/linear_1", [f"{hf}.encoder_attn.k_proj", f"{hf}.encoder_attn.v_proj"])
+        copy(f"{ct2}/attention/linear_2", f"{hf}.encoder_attn.out_proj")
+        norm(f"{ct2}/attention/layer_norm", f"{hf}.encoder_attn_layer_norm")
+    norm("decoder/layer_norm", "model.decoder.layer_norm")
+    tied = "decoder/projection/weight" not in w
+    if not tied:
+        state["proj_out.weight"] = w["decoder/projection/weight"]
+    conv1 = w["encoder/conv1/weight"]
+    config = {
+        "model_type": "whisper",
+        "architectures": ["WhisperForConditionalGeneration"],
+        "vocab_size": int(w["decoder/embeddings/weight"].shape[0]),
+        "num_mel_bins": int(conv1.shape[1]),
+        "d_model": int(conv1.shape[0]),
+        "encoder_layers": layers["encoder"],
+        "decoder_layers": layers["decoder"],
+        "encoder_attention_heads": int(w["encoder/num_heads"]),
+        "decoder_attention_heads": int(w["decoder/num_heads"]),
+        "encoder_ffn_dim": int(w["encoder/layer_0/ffn/linear_0/weight"].shape[0]),
+        "decoder_ffn_dim": int(w["decoder/layer_0/ffn/linear_0/weight"].shape[0]),
+        "max_source_positions": int(w["encoder/position_encodings/encodings"].shape[0]),
+        "max_target_positions": int(w["decoder/position_encodings/encodings"].shape[0]),
+        "activation_function": _ACTIVATIONS.get(int(w.get("decoder/activation", 3)), "gelu"),
+        "tie_word_embeddings": tied,
+        "scale_embedding": False,
+    }
+    return {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in state.items()}, config

@@ -1,0 +1,120 @@
+"""The PyTorch backend's parts: converted weights, model folders, placement, and its decoder
+against CTranslate2's on real speech. End-to-end quality is in test_quality.py for both backends."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from batchscribe.audio import open_audio
+from batchscribe.engine import models
+from batchscribe.engine.ct2_weights import read_weights
+from batchscribe.engine.decoding import DecodeOptions
+from batchscribe.engine.device import Placement, choose_placement, cpu_has_bf16_matrix_units
+from batchscribe.engine.hf_weights import CHECKSUM, WEIGHTS, hf_folder
+from batchscribe.errors import ModelError, OptionsError
+from conftest import LIBRISPEECH, wer
+
+
+@pytest.fixture(scope="module")
+def tiny_hf(tmp_path_factory):
+    """tiny.en converted once into a private cache."""
+    cache = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BATCHSCRIBE_CACHE", str(cache))
+        yield hf_folder(models.resolve_model("tiny.en").path)
+
+
+def test_conversion_maps_every_weight_and_loads_in_transformers(tiny_hf):
+    from transformers import WhisperForConditionalGeneration
+
+    model, info = WhisperForConditionalGeneration.from_pretrained(tiny_hf, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    source = read_weights(models.resolve_model("tiny.en").path / "model.bin", "decoder/layer_3/attention/")
+    fused = source["decoder/layer_3/attention/linear_1/weight"]  # cross-attention keys and values, fused
+    layer = model.model.decoder.layers[3].encoder_attn
+    assert np.array_equal(layer.k_proj.weight.detach().numpy(), fused[:384])
+    assert np.array_equal(layer.v_proj.weight.detach().numpy(), fused[384:])
+    generation = json.loads((tiny_hf / "generation_config.json").read_text())
+    assert len(generation["alignment_heads"]) == 8 and generation["is_multilingual"] is False
+
+
+def test_a_damaged_conversion_is_rebuilt(tiny_hf, monkeypatch):
+    monkeypatch.setenv("BATCHSCRIBE_CACHE", str(tiny_hf.parents[1]))
+    recorded = json.loads((tiny_hf / CHECKSUM).read_text())["sha256"]
+    weights = tiny_hf / WEIGHTS
+    with open(weights, "r+b") as handle:  # same size, one byte changed: only the checksum can tell
+        handle.seek(-1, 2)
+        last = handle.read(1)
+        handle.seek(-1, 2)
+        handle.write(bytes([last[0] ^ 0xFF]))
+    assert hf_folder(models.resolve_model("tiny.en").path) == tiny_hf
+    assert models.sha256_of([weights]) == recorded
+
+
+def test_model_folders_are_told_apart(tiny_hf):
+    with pytest.raises(ModelError, match="--backend torch"):
+        models.resolve_model(str(tiny_hf), "ct2")
+    resolved = models.resolve_model(str(tiny_hf), "torch")
+    assert resolved.layout == "hf" and resolved.multilingual is False
+
+
+def test_hub_names_without_network_name_the_offline_models(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match="Offline models: 'tiny.en', 'base', 'small'"):
+        models.resolve_model("large-v3", "torch")
+
+
+def test_backend_placement():
+    assert choose_placement(device="cpu").backend == "ct2"  # auto: the faster one on CPUs (see device.py)
+    placement = choose_placement(device="cpu", backend="torch")
+    assert placement.backend == "torch" and placement.encoder == "torch"
+    assert placement.compute_type == ("bfloat16" if cpu_has_bf16_matrix_units() else "float32")
+    with pytest.raises(OptionsError, match="--encoder ct2 is for --backend ct2"):
+        choose_placement(device="cpu", backend="torch", encoder="ct2")
+    with pytest.raises(OptionsError, match="not one the PyTorch backend runs"):
+        choose_placement(device="cpu", backend="torch", compute_type="int8")
+    with pytest.raises(OptionsError, match="unknown backend 'onnx'"):
+        choose_placement(device="cpu", backend="onnx")
+
+
+def test_beams_sharing_one_copy_of_the_encoder_keys_attend_as_if_each_had_its_own():
+    from batchscribe.engine.whisper_torch import _beams_share_encoder
+
+    class Cross(torch.nn.Module):
+        is_causal = False
+
+    windows, beams, heads, size = 3, 5, 6, 64
+    query = torch.randn(windows * beams, heads, 1, size)
+    key, value = torch.randn(windows, heads, 1500, size), torch.randn(windows, heads, 1500, size)
+    shared, _ = _beams_share_encoder(Cross(), query, key, value, None, scaling=size**-0.5)
+    own, _ = _beams_share_encoder(
+        Cross(), query, key.repeat_interleave(beams, 0), value.repeat_interleave(beams, 0), None, scaling=size**-0.5
+    )
+    assert torch.allclose(shared, own, atol=1e-5)
+
+
+def test_torch_decoder_agrees_with_ctranslate2_on_real_windows(tiny_hf):
+    """Same texts (within a few words) and the same word times (within 0.1 s) on packed windows."""
+    from batchscribe.engine.whisper_ct2 import WhisperCT2
+    from batchscribe.engine.whisper_torch import WhisperTorch
+
+    torch_engine = WhisperTorch(tiny_hf, choose_placement(device="cpu", threads=2, backend="torch"))
+    ct2_engine = WhisperCT2(models.resolve_model("tiny.en").path, Placement("cpu", "int8", 2, 1))
+    files = sorted(LIBRISPEECH.glob("*.flac"))[:4]
+    audio = [np.concatenate(list(open_audio(f).blocks()))[: 30 * 16000] for f in files]
+    features = np.stack([torch_engine.features(np.pad(a, (0, 30 * 16000 - len(a)))) for a in audio])
+    seconds = [len(a) / 16000 for a in audio]
+    ours = torch_engine.decode(features, seconds, "en", DecodeOptions())
+    theirs = ct2_engine.decode(features, seconds, "en", DecodeOptions())
+    assert wer([t.text for t in theirs], [o.text for o in ours]) <= 0.05
+    for o, t in zip(ours, theirs, strict=True):
+        assert abs(o.avg_logprob - t.avg_logprob) < 0.05 and abs(o.no_speech_prob - t.no_speech_prob) < 0.02
+        same = [(a, b) for a, b in zip(o.words, t.words, strict=False) if a.word == b.word]
+        assert len(same) >= 0.9 * len(t.words)
+        assert np.median([abs(a.start - b.start) for a, b in same]) <= 0.1
+    sampled = torch_engine.decode(features, seconds, "en", DecodeOptions(temperature=0.6))
+    assert wer([t.text for t in theirs], [s.text for s in sampled]) <= 0.3
