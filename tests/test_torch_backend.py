@@ -118,3 +118,11 @@ def test_torch_decoder_agrees_with_ctranslate2_on_real_windows(tiny_hf):
         assert np.median([abs(a.start - b.start) for a, b in same]) <= 0.1
     sampled = torch_engine.decode(features, seconds, "en", DecodeOptions(temperature=0.6))
     assert wer([t.text for t in theirs], [s.text for s in sampled]) <= 0.3
+
+
+def test_median_filter_matches_the_sort_based_one():
+    from batchscribe.engine.whisper_torch import _median_filter
+
+    weights = torch.randn(8, 40, 700)
+    expected = torch.nn.functional.pad(weights, (3, 3), mode="reflect").unfold(-1, 7, 1).median(-1).values
+    assert torch.equal(_median_filter(weights, 7), expected)
