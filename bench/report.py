@@ -39,7 +39,7 @@ def chart(report: dict, path: Path) -> None:
     corpora = list(dict.fromkeys(r["corpus"] for r in report["rows"]))
     figure, axes = plt.subplots(len(models), len(corpora), figsize=(4.2 * len(corpora), 3.8 * len(models)),
                                 squeeze=False)  # fmt: skip
-    colours = {"batchscribe": "tab:red", "seed": "tab:gray"}
+    colours = {"batchscribe": "tab:red", "batchscribe-torch": "tab:orange", "seed": "tab:gray"}
     for (row, model), (column, corpus) in product(enumerate(models), enumerate(corpora)):
         axis = axes[row][column]
         if not any((r["model"], r["corpus"]) == (model, corpus) for r in report["rows"]):

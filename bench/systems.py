@@ -12,7 +12,7 @@ from bench.corpora import REPO
 
 SEED_TOOL = REPO.parent / "shared" / "tools" / "seed_baseline.py"
 CONVERTER = REPO.parent / "shared" / "tools" / "ct2_to_hf.py"
-SYSTEMS = ("batchscribe", "fw-sequential", "fw-batched-8", "fw-batched-16", "seed")
+SYSTEMS = ("batchscribe", "batchscribe-torch", "fw-sequential", "fw-batched-8", "fw-batched-16", "seed")
 
 
 def ct2_model(name: str) -> Path:
@@ -33,10 +33,11 @@ def hf_model(name: str) -> Path:
 
 def command(system: str, model: str, out: Path, files: list[Path], threads: int) -> list[str]:
     paths = [str(f) for f in files]
-    if system == "batchscribe":
+    if system.startswith("batchscribe"):  # the default (auto) backend, and PyTorch's
         executable = str(Path(sys.executable).parent / "batchscribe")
+        backend = "torch" if system == "batchscribe-torch" else "auto"
         return [executable, "transcribe", *paths, "-o", str(out), "--model", model, "--formats", "txt",
-                "--overwrite", "--threads", str(threads)]  # fmt: skip
+                "--overwrite", "--threads", str(threads), "--backend", backend]  # fmt: skip
     if system == "seed":
         return [sys.executable, str(SEED_TOOL), "--model", str(hf_model(model)), "--out", str(out),
                 "--threads", str(threads), *paths]  # fmt: skip
@@ -45,7 +46,7 @@ def command(system: str, model: str, out: Path, files: list[Path], threads: int)
 
 def load_seconds(system: str, stdout: str) -> float | None:
     """Each system reports its model-load time in its own words."""
-    if system == "batchscribe":
+    if system.startswith("batchscribe"):
         found = re.search(r"model loaded in ([0-9.]+) s", stdout)
     elif system == "seed":
         found = re.search(r"model load: ([0-9.]+) s", stdout)
