@@ -67,6 +67,6 @@ def test_formats_option_writes_only_those(inputs, tmp_path):
 
 def test_usage_errors_exit_2_with_a_message(tmp_path):
     result = run_cli("transcribe", str(tmp_path), "-o", str(tmp_path / "o"), "--model", str(tmp_path))
-    assert result.returncode == 2 and "no model.bin" in result.stderr
+    assert result.returncode == 2 and "no CTranslate2 model.bin" in result.stderr
     result = run_cli("transcribe", str(tmp_path), "-o", str(tmp_path / "o"), "--formats", "doc")
     assert result.returncode == 2 and "choose from txt,srt,vtt,json" in result.stderr

@@ -126,3 +126,16 @@ def test_median_filter_matches_the_sort_based_one():
     weights = torch.randn(8, 40, 700)
     expected = torch.nn.functional.pad(weights, (3, 3), mode="reflect").unfold(-1, 7, 1).median(-1).values
     assert torch.equal(_median_filter(weights, 7), expected)
+
+
+def test_a_hugging_face_folder_runs_on_pytorch_without_asking(tiny_hf):
+    """auto keeps CTranslate2 on this CPU, but only PyTorch can run a transformers folder."""
+    from batchscribe import transcribe
+    from conftest import reference
+
+    clip = LIBRISPEECH / "1688-142285-0000.flac"
+    summary = transcribe(clip, model=str(tiny_hf), word_timestamps=True)
+    assert summary.ok and summary.backend == "torch" and summary.compute_type in ("bfloat16", "float32")
+    (result,) = summary.results
+    assert wer([reference(f"librispeech/test-other/{clip.name}")], [result.transcript.text]) <= 0.2
+    assert result.transcript.segments[0].words

@@ -21,7 +21,7 @@ from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
 from batchscribe.engine.backends import load_engine
 from batchscribe.engine.batch import Batch, transcribe_batch
 from batchscribe.engine.decoding import DecodeOptions, Engine
-from batchscribe.engine.device import choose_placement
+from batchscribe.engine.device import Placement, choose_placement
 from batchscribe.engine.models import resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
 from batchscribe.errors import BatchscribeError
@@ -278,16 +278,16 @@ class Transcriber:
             raise BatchscribeError(
                 f"unknown output format(s): {', '.join(sorted(unknown))}; choose from {', '.join(WRITERS)}"
             )
-        self.placement = choose_placement(
-            self.options.device,
-            self.options.compute_type,
-            self.options.threads,
-            self.options.encoder,
-            self.options.backend,
-        )
-        self.model = resolve_model(self.options.model, self.placement.backend)
+        self.placement = self._placement(self.options.backend)
+        self.model = resolve_model(self.options.model, self.options.backend)
+        if self.model.layout == "hf" and self.placement.backend != "torch":
+            self.placement = self._placement("torch")  # only PyTorch runs a Hugging Face folder
         self.model_load_seconds = 0.0
         self._engine: Optional[Engine] = None
+
+    def _placement(self, backend: str) -> Placement:
+        options = self.options
+        return choose_placement(options.device, options.compute_type, options.threads, options.encoder, backend)
 
     def engine(self) -> Engine:
         if self._engine is None:

@@ -130,6 +130,14 @@ def choose_placement(
         raise OptionsError(f"unknown device '{device}'; choose auto, cpu or cuda")
     backend = choose_backend(backend)
     if backend == "torch":
+        if device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise OptionsError(
+                    "this PyTorch is a CPU build: for --backend torch on the GPU install a CUDA build of torch, "
+                    "or use --backend ct2"
+                )
         if encoder == "ct2":
             raise OptionsError("--encoder ct2 is for --backend ct2; the PyTorch backend runs its own encoder")
         compute_type = _torch_compute_type(device, compute_type)

@@ -184,15 +184,16 @@ def _drop_alignment_heads(config_path: Path) -> None:
 HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 
 
-def resolve_model(name: str, backend: str = "ct2") -> ResolvedModel:
-    """Find or fetch the model called `name` for `backend` ("ct2" or "torch"); raise ModelError
-    saying how to get it otherwise. The torch backend also runs CTranslate2 folders (converted)."""
+def resolve_model(name: str, backend: str = "auto") -> ResolvedModel:
+    """Find or fetch the model called `name` for `backend` ("auto", "ct2" or "torch"); raise
+    ModelError saying how to get it otherwise. The torch backend also runs CTranslate2 folders
+    (converted); a Hugging Face folder needs it, which "auto" then picks (see its `layout`)."""
     path = Path(name).expanduser()
     if path.is_dir():
         if (path / "model.bin").exists():
             return ResolvedModel(name=str(path), path=path)
         if (path / "config.json").exists() and any((path / w).exists() for w in HF_WEIGHTS):
-            if backend != "torch":
+            if backend == "ct2":
                 raise ModelError(
                     f"{path} is a Hugging Face (transformers) model: run it with --backend torch, or convert it "
                     "for CTranslate2 with ct2-transformers-converter"
