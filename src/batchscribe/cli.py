@@ -49,7 +49,12 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--word-timestamps", action="store_true", help="include per-word times in the JSON")
     parser.add_argument("--beam-size", type=positive, default=defaults.beam_size)
-    parser.add_argument("--batch-size", type=positive, default=defaults.batch_size, help="30 s windows per model call")
+    parser.add_argument(
+        "--batch-size",
+        type=positive,
+        default=defaults.batch_size,
+        help="30 s windows per model call (default: the backend's best, 4 on CTranslate2, 8 on PyTorch)",
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
     parser.add_argument(
         "--compute-type", default=defaults.compute_type, help="e.g. int8, float16, float32 (default: auto)"

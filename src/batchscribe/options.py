@@ -18,7 +18,7 @@ class TranscribeOptions:
     formats: tuple[str, ...] = FORMATS
     word_timestamps: bool = False
     beam_size: int = 5
-    batch_size: int = 4
+    batch_size: int = 0  # 30 s windows per model call; 0: the backend's best (engine/device.py)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
     threads: int = 0  # 0: one per available core

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Protocol
 
@@ -21,7 +21,7 @@ from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
 from batchscribe.engine.backends import load_engine
 from batchscribe.engine.batch import Batch, transcribe_batch
 from batchscribe.engine.decoding import DecodeOptions, Engine
-from batchscribe.engine.device import Placement, choose_placement
+from batchscribe.engine.device import BEST_BATCH_SIZE, Placement, choose_placement
 from batchscribe.engine.models import resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
 from batchscribe.errors import BatchscribeError
@@ -282,6 +282,8 @@ class Transcriber:
         self.model = resolve_model(self.options.model, self.options.backend)
         if self.model.layout == "hf" and self.placement.backend != "torch":
             self.placement = self._placement("torch")  # only PyTorch runs a Hugging Face folder
+        if not self.options.batch_size:
+            self.options = replace(self.options, batch_size=BEST_BATCH_SIZE[self.placement.backend])
         self.model_load_seconds = 0.0
         self._engine: Optional[Engine] = None
 
