@@ -53,15 +53,17 @@ def test_encoder_choice():
         choose_encoder("cpu", "tpu")
 
 
-def test_language_from_the_speech_alone_agrees_with_the_padded_window():
-    """Detection encodes only the probe's speech (see WhisperCT2.detect_language); on every
+@pytest.mark.parametrize("backend", ["ct2", "torch"])
+def test_language_from_the_speech_alone_agrees_with_the_padded_window(backend):
+    """Detection encodes only the probe's speech (see TextAndFeatures.detect_language); on every
     multilingual recording it must name the language the full 30 s window names."""
     from conftest import DATA
 
+    from batchscribe.engine.backends import load_engine
     from batchscribe.engine.device import choose_placement
-    from batchscribe.engine.whisper_ct2 import WhisperCT2
 
-    engine = WhisperCT2(resolve_model("base").path, choose_placement(threads=2, encoder="torch"))
+    engine = load_engine(resolve_model("base"), choose_placement(threads=2, encoder="torch", backend=backend))
+    assert engine.encodes_speech_alone
     files = sorted(p for p in (DATA / "multilingual").rglob("*") if p.suffix in {".wav", ".flac", ".ogg", ".mp3"})
     assert len(files) >= 20
     for path in files:

@@ -23,6 +23,7 @@ MAX_TOKENS = 448  # Whisper's decoder context
 MAX_TOKENS_PER_SECOND = 15  # fast speech is 5-8; Japanese text runs higher
 WINDOW_SECONDS = MAX_FRAMES / FRAMES_PER_SECOND
 CONFIDENT_LANGUAGE = 0.5
+LANGUAGE_PROBE_MIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,28 @@ class TextAndFeatures:
     def features(self, window_audio: np.ndarray) -> np.ndarray:
         """Log-mel features of one 30 s window (safe to call from another thread)."""
         return self.mel(window_audio, padding=0)[:, :MAX_FRAMES]
+
+    encodes_speech_alone = False  # whether _language_of takes fewer than 3000 frames
+
+    def detect_language(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]:
+        """The most likely language of a window and its probability.
+
+        An encoder that takes any length (PyTorch's) encodes just the speech (at least 10 s)
+        instead of a padded 30 s window: about 3x less work per file, and on 105 real files
+        (8 languages) the same language every time. Its probabilities run lower, so an uncertain
+        answer is checked on the full window, and that answer is the one kept.
+        """
+        if not self.is_multilingual:
+            return "en", 1.0
+        if self.encodes_speech_alone and content_seconds < WINDOW_SECONDS - LANGUAGE_PROBE_MIN_SECONDS:
+            frames = int(np.ceil(max(content_seconds, LANGUAGE_PROBE_MIN_SECONDS) / 2)) * 2 * FRAMES_PER_SECOND
+            language, probability = self._language_of(features[:, :frames])
+            if probability >= CONFIDENT_LANGUAGE:
+                return language, probability
+        return self._language_of(features)
+
+    def _language_of(self, features: np.ndarray) -> tuple[str, float]:
+        raise NotImplementedError
 
 
 def new_token_limit(content_seconds: float) -> int:

@@ -14,10 +14,8 @@ import numpy as np
 from faster_whisper.tokenizer import Tokenizer
 
 from batchscribe.engine.decoding import (
-    CONFIDENT_LANGUAGE,
     FRAMES_PER_SECOND,
     MAX_FRAMES,
-    WINDOW_SECONDS,
     DecodedWindow,
     DecodeOptions,
     TextAndFeatures,
@@ -27,9 +25,6 @@ from batchscribe.engine.device import Placement
 from batchscribe.engine.timing import words_from_alignment
 from batchscribe.errors import ModelError
 from batchscribe.results import Word
-
-LANGUAGE_PROBE_MIN_SECONDS = 10.0
-
 
 class WhisperCT2(TextAndFeatures):
     """Decoding and alignment on CTranslate2; the encoder on CTranslate2 or, on CPUs with bf16
@@ -58,25 +53,15 @@ class WhisperCT2(TextAndFeatures):
             return ctranslate2.StorageView.from_array(self._torch_encoder(features))
         return self.model.encode(ctranslate2.StorageView.from_array(features), to_cpu=True)
 
-    def detect_language(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]:
-        """The most likely language and its probability.
+    @property
+    def encodes_speech_alone(self) -> bool:
+        return self._torch_encoder is not None
 
-        The PyTorch encoder can encode just the speech (at least 10 s) instead of a padded 30 s
-        window: about 3x less work per file, and on 105 real files (8 languages) the same
-        language every time. Its probabilities run lower, so an uncertain answer is checked on
-        the full window, and that answer is the one kept.
-        """
-        if not self.is_multilingual:
-            return "en", 1.0
-        if self._torch_encoder is not None and content_seconds < WINDOW_SECONDS - LANGUAGE_PROBE_MIN_SECONDS:
-            frames = int(np.ceil(max(content_seconds, LANGUAGE_PROBE_MIN_SECONDS) / 2)) * 2 * FRAMES_PER_SECOND
-            encoded = ctranslate2.StorageView.from_array(self._torch_encoder(features[np.newaxis, :, :frames]))
-            language, probability = self._top_language(encoded)
-            if probability >= CONFIDENT_LANGUAGE:
-                return language, probability
-        return self._top_language(self.encode(features[np.newaxis]))
-
-    def _top_language(self, encoded: ctranslate2.StorageView) -> tuple[str, float]:
+    def _language_of(self, features: np.ndarray) -> tuple[str, float]:
+        if features.shape[-1] < MAX_FRAMES:
+            encoded = ctranslate2.StorageView.from_array(self._torch_encoder(features[np.newaxis]))
+        else:
+            encoded = self.encode(features[np.newaxis])
         token, probability = self.model.detect_language(encoded)[0][0]
         return token[2:-2], probability
 

@@ -23,7 +23,6 @@ from transformers.utils import logging as transformers_logging
 
 from batchscribe.engine.decoding import (
     TOKENS_PER_SECOND,
-    WINDOW_SECONDS,
     DecodedWindow,
     DecodeOptions,
     TextAndFeatures,
@@ -125,11 +124,6 @@ class WhisperTorch(TextAndFeatures):
 
         return keep
 
-    def encode(self, features: np.ndarray) -> torch.Tensor:
-        mel = torch.from_numpy(features).to(self.device, self._feature_dtype)
-        with torch.inference_mode():
-            return self.model.model.encoder(mel).last_hidden_state
-
     def _decoder(
         self, tokens: torch.Tensor, encoded: torch.Tensor, cache: EncoderDecoderCache
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,9 +146,21 @@ class WhisperTorch(TextAndFeatures):
         hidden, queries = self._decoder(tokens, encoded, cache)
         return self.model.proj_out(hidden[:, -1]), queries
 
-    def detect_language(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]:
-        """The most likely language of a 30 s window and its probability."""
-        if not self.is_multilingual or not self._languages:
+    encodes_speech_alone = True
+
+    def encode(self, features: np.ndarray) -> torch.Tensor:
+        """transformers' encoder layers over any number of frames: its forward insists on 3000,
+        and language detection needs only the speech (see TextAndFeatures.detect_language)."""
+        encoder = self.model.model.encoder
+        mel = torch.from_numpy(features).to(self.device, self._feature_dtype)
+        hidden = F.gelu(encoder.conv2(F.gelu(encoder.conv1(mel)))).transpose(1, 2)
+        hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]]
+        for layer in encoder.layers:
+            hidden = layer(hidden, None)
+        return encoder.layer_norm(hidden)
+
+    def _language_of(self, features: np.ndarray) -> tuple[str, float]:
+        if not self._languages:
             return "en", 1.0
         sot = self.tokenizer("en", "transcribe").sot
         with torch.inference_mode():
