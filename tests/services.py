@@ -120,22 +120,38 @@ def ceph_available() -> bool:
     return all(shutil.which(tool) for tool in ("radosgw", "ceph-mon", "ceph-osd")) and CEPH_UP.exists()
 
 
-def _stop_ceph(folder: Path) -> None:
-    """SIGTERM every daemon the script started and wait until they are gone (the next cluster reuses port 6789)."""
+def _running_in(folder: Path) -> list[int]:
+    """Processes whose working folder is `folder`: the script cd's there, so every daemon and
+    client it started (radosgw-admin included, whose command line names only ceph.conf)."""
     pids = []
-    for pid_file in (folder / "run").glob("*.mypid"):
+    for proc in Path("/proc").iterdir():
         try:
-            pids.append(int(pid_file.read_text().strip()))
-            os.kill(pids[-1], signal.SIGTERM)
-        except (ProcessLookupError, ValueError):
+            if proc.name.isdigit() and os.readlink(proc / "cwd").removesuffix(" (deleted)") == str(folder):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _stop_ceph(folder: Path) -> None:
+    """SIGTERM everything the script started and wait until it is gone: the next cluster reuses
+    port 6789, and a client left from this one (a radosgw-admin that never got an answer) has
+    been seen to leave the next cluster's OSD talking to the wrong monitor."""
+    pids = _running_in(folder)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
             pass
-    subprocess.run(["pkill", "-TERM", "-f", f"radosgw-admin -c {folder}"], check=False)
     deadline = time.monotonic() + 30
     while pids and time.monotonic() < deadline:
         pids = [pid for pid in pids if Path(f"/proc/{pid}").exists()]
         time.sleep(0.2)
     for pid in pids:
-        os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @contextmanager
