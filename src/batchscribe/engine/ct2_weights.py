@@ -70,3 +70,25 @@ def read_weights(path: Path, prefix: str = "") -> dict[str, np.ndarray]:
             array = array.astype(np.float32) / scale.astype(np.float32).reshape(-1, *([1] * (array.ndim - 1)))
         weights[name] = array.astype(np.float32) if array.dtype.kind == "f" else array
     return weights
+
+
+def check_complete(path: Path) -> None:
+    """Raise ModelError if `path` ends before its last variable does (a truncated download or an
+    upload that lost a part: its checksum can still be the one published)."""
+    with open(path, "rb") as f:
+        length = f.seek(0, 2)
+        f.seek(0)
+        try:
+            version = _u32(f)
+            if not 4 <= version <= 6:
+                raise ModelError(f"{path}: CTranslate2 binary format {version} is not supported (4 to 6 are)")
+            _name(f)
+            _u32(f)
+            for _ in range(_u32(f)):
+                name = _name(f)
+                f.seek(_u8(f) * 4 + 1, 1)  # shape, dtype id
+                end = f.seek(_u32(f), 1)
+                if end > length:
+                    raise ModelError(f"{path} is incomplete: it ends inside its variable '{name}'")
+        except (IndexError, struct.error) as error:  # the header itself is cut
+            raise ModelError(f"{path} is incomplete: its header is cut short") from error

