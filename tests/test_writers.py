@@ -51,3 +51,4 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
         write_atomic(target, "new")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["t.txt"]
+

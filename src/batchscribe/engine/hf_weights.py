@@ -36,7 +36,11 @@ def hf_folder(ct2_path: Path) -> Path:
     partial = target.with_name(f"{key}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    _convert(ct2_path, partial)
+    try:
+        _convert(ct2_path, partial)
+    except BaseException:  # an error or Ctrl-C leaves no half-converted folder behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     shutil.rmtree(target, ignore_errors=True)
     os.replace(partial, target)
     return target

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import Callable
 
@@ -78,15 +78,20 @@ def render(transcript: Transcript, model: str, source: str, options: TranscribeO
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+    """Write via a temporary file in the same folder and rename: readers never see half a file.
+
+    The temporary name is chosen before the file exists and created inside the cleanup's reach:
+    with tempfile.mkstemp, a Ctrl-C landing in its own Python code after the file was created
+    left a stray .partial behind (seen once in a full test run).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
+        with open(temporary, "x", encoding="utf-8") as out:
             out.write(text)
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
