@@ -20,9 +20,9 @@ from typing import Callable, Iterator, Optional, Protocol
 from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
 from batchscribe.engine.backends import load_engine
 from batchscribe.engine.batch import Batch, transcribe_batch
-from batchscribe.engine.decoding import DecodeOptions, Engine
+from batchscribe.engine.decoding import DecodeOptions, Engine, LogMel
 from batchscribe.engine.device import BEST_BATCH_SIZE, Placement, choose_placement
-from batchscribe.engine.models import resolve_model
+from batchscribe.engine.models import ResolvedModel, resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
 from batchscribe.errors import BatchscribeError
 from batchscribe.inputs import InputFile, discover
@@ -85,13 +85,14 @@ class _Producer(threading.Thread):
     def __init__(
         self,
         load_engine: Callable[[], Engine],
-        multilingual: bool,
+        model: ResolvedModel,
         jobs: dict[int, _Job],
         options: TranscribeOptions,
     ):
         super().__init__(name="batchscribe-audio", daemon=True)
         self.load_engine = load_engine  # waits for the model, which may still be loading
-        self.multilingual = multilingual
+        self.multilingual = model.multilingual
+        self.mel = LogMel(model.n_mels)  # features need no model: ready before it has loaded
         self.jobs = list(jobs.items())  # the consumer removes finished jobs from its dict
         self.options = options
         self.out: queue.Queue = queue.Queue(maxsize=4)
@@ -109,7 +110,7 @@ class _Producer(threading.Thread):
                 self._collect(packer.flush())
             for windows in self._ready.values():
                 for start in range(0, len(windows), self.options.batch_size):
-                    self._put(Batch.prepare(self.load_engine(), windows[start : start + self.options.batch_size]))
+                    self._put(Batch.prepare(self.mel.features, windows[start : start + self.options.batch_size]))
             self._put(_END)
         except BaseException as error:  # surfaced in the consumer thread
             self._put(error)
@@ -167,8 +168,7 @@ class _Producer(threading.Thread):
             if offset + piece.duration > WINDOW_SECONDS:
                 break
             window.pieces.append(PieceRef(-1, index, piece, offset))
-        engine = self.load_engine()
-        return engine.detect_language(engine.features(window.audio()), window.end)
+        return self.load_engine().detect_language(self.mel.features(window.audio()), window.end)
 
     def _add(self, language: str, ref: PieceRef) -> None:
         packer = self._packers.setdefault(language, WindowPacker(language))
@@ -179,7 +179,7 @@ class _Producer(threading.Thread):
             ready = self._ready.setdefault(window.language, [])
             ready.append(window)
             if len(ready) >= self.options.batch_size:
-                self._put(Batch.prepare(self.load_engine(), ready[:]))
+                self._put(Batch.prepare(self.mel.features, ready[:]))
                 ready.clear()
 
 
@@ -324,7 +324,7 @@ class Transcriber:
         if listener:
             listener.started(len(files) + len(missing), skipped)
         if jobs:
-            _transcribe(self._engine_soon(), self.model.multilingual, jobs, self.options, this_run, self.model.name)
+            _transcribe(self._engine_soon(), self.model, jobs, self.options, this_run)
         this_run.write_failures()
         return RunSummary(
             this_run.results,
@@ -350,14 +350,14 @@ def run(
 
 def _transcribe(
     load_engine: Callable[[], Engine],
-    multilingual: bool,
+    model: ResolvedModel,
     jobs: dict[int, _Job],
     options: TranscribeOptions,
     this_run: _Run,
-    model_name: str,
 ) -> None:
     """Feed batches to the engine's workers as the producer makes them; finish files as they complete."""
-    producer = _Producer(load_engine, multilingual, jobs, options)
+    model_name = model.name
+    producer = _Producer(load_engine, model, jobs, options)
     producer.start()
     try:
         engine = load_engine()

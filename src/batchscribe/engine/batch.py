@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from difflib import SequenceMatcher
+from typing import Callable
 
 import numpy as np
 
@@ -36,8 +37,9 @@ class Batch:
     features: np.ndarray
 
     @classmethod
-    def prepare(cls, engine: Engine, windows: list[Window]) -> "Batch":
-        return cls(windows, np.stack([engine.features(w.audio()) for w in windows]))
+    def prepare(cls, features: Callable[[np.ndarray], np.ndarray], windows: list[Window]) -> "Batch":
+        """`features`: an engine's, or the audio thread's own LogMel's while the model loads."""
+        return cls(windows, np.stack([features(w.audio()) for w in windows]))
 
 
 PieceWords = dict[tuple[int, int], list[Word]]  # (file_id, piece index) -> words
@@ -81,7 +83,7 @@ def _decode_alone(
         windows = [
             Window(language, [PieceRef(r.file_id, r.index, r.piece, 0.0)]) for r in refs[start : start + batch_size]
         ]
-        single = Batch.prepare(engine, windows)
+        single = Batch.prepare(engine.features, windows)
         outputs = engine.decode(single.features, [w.end for w in windows], language, options)
         result.update(_accept_alone(engine, windows, outputs, options))
     return result
@@ -142,7 +144,7 @@ def _accept_alone(
         if not retry:
             break
         subset = [windows[i] for i in retry]
-        features = Batch.prepare(engine, subset).features
+        features = Batch.prepare(engine.features, subset).features
         hotter = DecodeOptions(options.task, options.beam_size, temperature)
         for i, output in zip(retry, engine.decode(features, [w.end for w in subset], language, hotter), strict=True):
             if not _needs_fallback(output) or _preference(output) > _preference(outputs[i]):

@@ -8,8 +8,9 @@ companion (q = round(w * scale), one scale per output row), undone here.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -43,10 +44,18 @@ def _array(raw: bytes, type_id: int, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(raw, kind).reshape(shape)
 
 
-def read_weights(path: Path, prefix: str = "") -> dict[str, np.ndarray]:
-    """The variables whose names start with `prefix`, as float32 (scalars kept as they are)."""
-    raw: dict[str, np.ndarray] = {}
-    with open(path, "rb") as f:
+@dataclass(frozen=True)
+class _Variable:
+    name: str
+    shape: tuple[int, ...]
+    type_id: int
+    size: int  # bytes
+    end: int  # file offset just past its bytes
+
+
+def _variables(f: BinaryIO, path: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[_Variable, bytes]]:
+    """Walk the header, yielding every variable with its bytes when `wanted` (else b"")."""
+    try:
         version = _u32(f)
         if not 4 <= version <= 6:
             raise ModelError(f"{path}: CTranslate2 binary format {version} is not supported (4 to 6 are)")
@@ -57,10 +66,20 @@ def read_weights(path: Path, prefix: str = "") -> dict[str, np.ndarray]:
             shape = tuple(_u32(f) for _ in range(_u8(f)))
             type_id = _u8(f)
             size = _u32(f)
-            if name.startswith(prefix):
-                raw[name] = _array(f.read(size), type_id, shape)
-            else:
-                f.seek(size, 1)
+            data = f.read(size) if wanted(name) else b""
+            end = f.tell() if data else f.seek(size, 1)
+            yield _Variable(name, shape, type_id, size, end), data
+    except (IndexError, struct.error) as error:  # the header itself is cut
+        raise ModelError(f"{path} is incomplete: its header is cut short") from error
+
+
+def read_weights(path: Path, prefix: str = "") -> dict[str, np.ndarray]:
+    """The variables whose names start with `prefix`, as float32 (scalars kept as they are)."""
+    raw: dict[str, np.ndarray] = {}
+    with open(path, "rb") as f:
+        for variable, data in _variables(f, path, lambda name: name.startswith(prefix)):
+            if data:
+                raw[variable.name] = _array(data, variable.type_id, variable.shape)
     weights = {}
     for name, array in raw.items():
         if name.endswith("_scale") and name[: -len("_scale")] in raw:
@@ -72,23 +91,21 @@ def read_weights(path: Path, prefix: str = "") -> dict[str, np.ndarray]:
     return weights
 
 
+def variable_shape(path: Path, name: str) -> tuple[int, ...]:
+    """One variable's shape, read from the header alone (e.g. the mel bins before loading)."""
+    with open(path, "rb") as f:
+        for variable, _ in _variables(f, path, lambda _: False):
+            if variable.name == name:
+                return variable.shape
+    raise ModelError(f"{path} has no variable '{name}'; is it a CTranslate2 Whisper model?")
+
+
 def check_complete(path: Path) -> None:
     """Raise ModelError if `path` ends before its last variable does (a truncated download or an
     upload that lost a part: its checksum can still be the one published)."""
     with open(path, "rb") as f:
         length = f.seek(0, 2)
         f.seek(0)
-        try:
-            version = _u32(f)
-            if not 4 <= version <= 6:
-                raise ModelError(f"{path}: CTranslate2 binary format {version} is not supported (4 to 6 are)")
-            _name(f)
-            _u32(f)
-            for _ in range(_u32(f)):
-                name = _name(f)
-                f.seek(_u8(f) * 4 + 1, 1)  # shape, dtype id
-                end = f.seek(_u32(f), 1)
-                if end > length:
-                    raise ModelError(f"{path} is incomplete: it ends inside its variable '{name}'")
-        except (IndexError, struct.error) as error:  # the header itself is cut
-            raise ModelError(f"{path} is incomplete: its header is cut short") from error
+        for variable, _ in _variables(f, path, lambda _: False):
+            if variable.end > length:
+                raise ModelError(f"{path} is incomplete: it ends inside its variable '{variable.name}'")

@@ -64,6 +64,17 @@ class Engine(Protocol):
     ) -> list[DecodedWindow]: ...
 
 
+class LogMel:
+    """Log-mel features of 30 s windows (safe to call from another thread). Needs only the
+    model's mel count, so the audio thread computes them while the model loads."""
+
+    def __init__(self, n_mels: int):
+        self._extractor = FeatureExtractor(feature_size=n_mels)
+
+    def features(self, window_audio: np.ndarray) -> np.ndarray:
+        return self._extractor(window_audio, padding=0)[:, :MAX_FRAMES]
+
+
 class TextAndFeatures:
     """The parts every backend shares: log-mel features and tokenizers per language and task."""
 
@@ -73,7 +84,7 @@ class TextAndFeatures:
             raise ModelError(f"{model_path} has no tokenizer.json; copy it from the original Whisper model")
         self._hf_tokenizer = tokenizers.Tokenizer.from_file(str(tokenizer_file))
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
-        self.mel = FeatureExtractor(feature_size=n_mels)
+        self.mel = LogMel(n_mels)
         self.is_multilingual = multilingual
         self.workers = workers
 
@@ -89,8 +100,7 @@ class TextAndFeatures:
         return self._tokenizers[key]
 
     def features(self, window_audio: np.ndarray) -> np.ndarray:
-        """Log-mel features of one 30 s window (safe to call from another thread)."""
-        return self.mel(window_audio, padding=0)[:, :MAX_FRAMES]
+        return self.mel.features(window_audio)
 
     encodes_speech_alone = False  # whether _language_of takes fewer than 3000 frames
 

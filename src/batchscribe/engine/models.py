@@ -97,6 +97,16 @@ class ResolvedModel:
             f"{self.path} has no vocabulary.json or vocabulary.txt; convert the model with ct2-transformers-converter"
         )
 
+    @cached_property
+    def n_mels(self) -> int:
+        """Mel bins the encoder reads (80, or 128 for large-v3), known without loading the model,
+        so the audio thread can compute features while it loads."""
+        if self.layout == "hf":
+            return int(json.loads((self.path / "config.json").read_text())["num_mel_bins"])
+        from batchscribe.engine.ct2_weights import variable_shape
+
+        return variable_shape(self.path / "model.bin", "encoder/conv1/weight")[1]
+
 
 def cache_dir() -> Path:
     root = os.environ.get("BATCHSCRIBE_CACHE") or os.path.join(
