@@ -35,6 +35,7 @@ from batchscribe.results import FileResult, RunSummary, Transcript, Word
 
 FAILURES_FILE = "failures.jsonl"
 LANGUAGE_PROBE_SECONDS = 5.0  # speech gathered before a file's language is detected
+BATCHES_AHEAD = 4  # prepared batches waiting for a model worker
 
 
 class ProgressListener(Protocol):
@@ -95,7 +96,8 @@ class _Producer(threading.Thread):
         self.mel = LogMel(model.n_mels)  # features need no model: ready before it has loaded
         self.jobs = list(jobs.items())  # the consumer removes finished jobs from its dict
         self.options = options
-        self.out: queue.Queue = queue.Queue(maxsize=4)
+        self.out: queue.Queue = queue.Queue()
+        self._batch_slots = threading.Semaphore(BATCHES_AHEAD)
         self.stop = threading.Event()
         self._packers: dict[str, WindowPacker] = {}
         self._ready: dict[str, list[Window]] = {}
@@ -116,12 +118,18 @@ class _Producer(threading.Thread):
             self._put(error)
 
     def _put(self, item) -> None:
-        while not self.stop.is_set():
-            try:
-                self.out.put(item, timeout=0.2)
-                return
-            except queue.Full:
-                continue
+        """A batch waits for one of BATCHES_AHEAD slots (features take memory); news about a file
+        never waits. (With one bounded queue for both, file news filled it while every worker was
+        busy and the consumer not reading, and the audio thread stalled: on 60 short files it read
+        nothing for 2.7 s, and workers then sat idle waiting for batches.)"""
+        if isinstance(item, Batch):
+            while not self._batch_slots.acquire(timeout=0.2):
+                if self.stop.is_set():
+                    return
+        self.out.put(item)
+
+    def batch_taken(self) -> None:
+        self._batch_slots.release()
 
     def _read(self, job_id: int, job: _Job) -> None:
         try:
@@ -387,6 +395,7 @@ def _transcribe(
             job.language, job.language_probability = item.language, item.language_probability
             finish_ready({item.job_id})
         else:
+            producer.batch_taken()
             running.add(pool.submit(transcribe_batch, engine, item, decode_options))
 
     with ThreadPoolExecutor(max_workers=engine.workers, thread_name_prefix="batchscribe-model") as pool:
