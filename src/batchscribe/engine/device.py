@@ -5,8 +5,8 @@ encoder on CPUs with AMX. PyTorch (`--backend torch`): bf16 on such CPUs, float3
 float16 on CUDA.
 
 Why auto picks CTranslate2 on CPUs (measured on a 2-core Sapphire Rapids-class Xeon with AMX,
-tiny.en, whole command; bench/results/core-targets): 60 short files RTFx 49 against PyTorch's 34,
-the 513 s file 61 against 41. Two reasons. Importing transformers and building its model takes
+tiny.en, whole command, median of 3; bench/results/core-targets): 60 short files RTFx 47 against
+PyTorch's 33, the 513 s file 61 against 44. Two reasons. Importing transformers and building its model takes
 about 3.4 s against 1.2 s. And Whisper's decoder is a few hundred small steps per window, bound by
 memory and per-call overhead rather than by the matrix units: CTranslate2's int8 weights are half
 the bytes of bf16 and its loop has no Python. With the model already loaded (a job worker),

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from batchscribe.engine.ct2_weights import read_weights
-from batchscribe.engine.models import cache_dir, file_stamp, sha256_of
+from batchscribe.engine.models import ENGLISH_ONLY_VOCABULARY, cache_dir, file_stamp, read_vocabulary, sha256_of
 from batchscribe.errors import ModelError
 
 WEIGHTS = "model.safetensors"
@@ -72,7 +72,7 @@ def _convert(ct2_path: Path, out: Path) -> None:
     except (OSError, ValueError) as error:
         raise ModelError(f"cannot convert {ct2_path} for the PyTorch backend: {error}") from error
     state, config = _hf_state(weights)
-    vocabulary = _vocabulary(ct2_path)
+    vocabulary = read_vocabulary(ct2_path)
     special = {token: vocabulary.index(token) for token in ("<|endoftext|>", "<|startoftranscript|>")}
     config.update(
         bos_token_id=special["<|endoftext|>"],
@@ -84,7 +84,7 @@ def _convert(ct2_path: Path, out: Path) -> None:
         "suppress_tokens": ct2_config.get("suppress_ids", []),
         "begin_suppress_tokens": ct2_config.get("suppress_ids_begin", []),
         "lang_to_id": {vocabulary[i]: i for i in ct2_config.get("lang_ids", [])},
-        "is_multilingual": len(vocabulary) > 51864,
+        "is_multilingual": len(vocabulary) > ENGLISH_ONLY_VOCABULARY,
         "decoder_start_token_id": special["<|startoftranscript|>"],
         "eos_token_id": special["<|endoftext|>"],
     }
@@ -97,13 +97,6 @@ def _convert(ct2_path: Path, out: Path) -> None:
     weights_file = out / WEIGHTS
     record = {"sha256": sha256_of([weights_file]), "stamp": file_stamp([weights_file]), "source": str(ct2_path)}
     (out / CHECKSUM).write_text(json.dumps(record))
-
-
-def _vocabulary(ct2_path: Path) -> list[str]:
-    listed, lines = ct2_path / "vocabulary.json", ct2_path / "vocabulary.txt"
-    if listed.exists():
-        return json.loads(listed.read_text(encoding="utf-8"))
-    return lines.read_text(encoding="utf-8").rstrip("\n").split("\n")
 
 
 def _hf_state(w: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:

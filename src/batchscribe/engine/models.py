@@ -87,15 +87,7 @@ class ResolvedModel:
         """Known without loading the model, from its vocabulary size (as CTranslate2 decides it)."""
         if self.layout == "hf":
             return json.loads((self.path / "config.json").read_text())["vocab_size"] > ENGLISH_ONLY_VOCABULARY
-        listed, lines = self.path / "vocabulary.json", self.path / "vocabulary.txt"
-        if listed.exists():
-            return len(json.loads(listed.read_text(encoding="utf-8"))) > ENGLISH_ONLY_VOCABULARY
-        if lines.exists():
-            with open(lines, encoding="utf-8") as tokens:
-                return sum(1 for _ in tokens) > ENGLISH_ONLY_VOCABULARY
-        raise ModelError(
-            f"{self.path} has no vocabulary.json or vocabulary.txt; convert the model with ct2-transformers-converter"
-        )
+        return len(read_vocabulary(self.path)) > ENGLISH_ONLY_VOCABULARY
 
     @cached_property
     def n_mels(self) -> int:
@@ -106,6 +98,18 @@ class ResolvedModel:
         from batchscribe.engine.ct2_weights import variable_shape
 
         return variable_shape(self.path / "model.bin", "encoder/conv1/weight")[1]
+
+
+def read_vocabulary(ct2_path: Path) -> list[str]:
+    """A CTranslate2 model's tokens by id, from vocabulary.json or vocabulary.txt."""
+    listed, lines = ct2_path / "vocabulary.json", ct2_path / "vocabulary.txt"
+    if listed.exists():
+        return json.loads(listed.read_text(encoding="utf-8"))
+    if lines.exists():
+        return lines.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    raise ModelError(
+        f"{ct2_path} has no vocabulary.json or vocabulary.txt; convert the model with ct2-transformers-converter"
+    )
 
 
 def cache_dir() -> Path:

@@ -29,6 +29,7 @@ from batchscribe.engine.decoding import (
     new_token_limit,
 )
 from batchscribe.engine.device import Placement
+from batchscribe.engine.models import ENGLISH_ONLY_VOCABULARY
 from batchscribe.engine.timing import words_from_alignment
 from batchscribe.engine.torch_search import Hypothesis, SearchSettings, new_cache, search
 from batchscribe.errors import ModelError
@@ -96,7 +97,8 @@ class WhisperTorch(TextAndFeatures):
             self._feature_dtype = torch.float32
         self.model = model
         config, generation = model.config, model.generation_config
-        super().__init__(model_path, config.num_mel_bins, config.vocab_size > 51864, placement.workers)
+        multilingual = config.vocab_size > ENGLISH_ONLY_VOCABULARY
+        super().__init__(model_path, config.num_mel_bins, multilingual, placement.workers)
         self._eot = config.eos_token_id
         specials = range(self._eot + 1, config.vocab_size)  # start, language, task and timestamp tokens
         suppress = set(generation.suppress_tokens or []) | set(specials)
