@@ -52,3 +52,22 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["t.txt"]
 
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write_of_that_file(tmp_path):
+    """SIGKILL leaves no chance to clean up; only temporaries of writers no longer running go."""
+    import os
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    abandoned = tmp_path / f".t.txt.{host}-{dead.pid}.0badc0de.partial"
+    live = tmp_path / f".t.txt.{host}-{os.getpid()}.0badc0de.partial"
+    elsewhere = tmp_path / f".t.txt.other-host-{dead.pid}.0badc0de.partial"
+    for stray in (abandoned, live, elsewhere):
+        stray.write_text("half")
+    write_atomic(tmp_path / "t.txt", "whole")
+    assert (tmp_path / "t.txt").read_text() == "whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["t.txt", live.name, elsewhere.name])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import socket
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -82,10 +84,12 @@ def write_atomic(path: Path, text: str) -> None:
 
     The temporary name is chosen before the file exists and created inside the cleanup's reach:
     with tempfile.mkstemp, a Ctrl-C landing in its own Python code after the file was created
-    left a stray .partial behind (seen once in a full test run).
+    left a stray .partial behind (seen once in a full test run). A writer killed outright
+    (SIGKILL) cannot clean up, so the next write of the same file removes the temporaries of
+    writers on this machine that are no longer running (their name carries host and pid).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+    temporary = path.with_name(f".{path.name}.{_WRITER}.{uuid.uuid4().hex[:8]}.partial")
     try:
         with open(temporary, "x", encoding="utf-8") as out:
             out.write(text)
@@ -95,3 +99,25 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    _remove_abandoned_temporaries(path)
+
+
+_WRITER = f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _remove_abandoned_temporaries(path: Path) -> None:
+    host = socket.gethostname()
+    for stray in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(host)}-*.partial"):
+        pid = stray.name[len(f".{path.name}.{host}-") :].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            stray.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
