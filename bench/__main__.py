@@ -5,7 +5,12 @@
 
 Each system runs as its own process over a whole corpus (model load included), with the same
 weights and thread count; systems are interleaved and the median of the repetitions reported.
-Results go to bench/results/latest.{json,md,png}.
+Results go to bench/results/latest.{json,md,png}. On a GPU machine, for example:
+
+    python -m bench --device cuda --models tiny.en --corpora short60,long513 --no-scaling \
+        --systems batchscribe-ct2,batchscribe-torch,fw-batched-16,hf-pipeline-16,seed
+
+A system that fails (say CTranslate2 without its CUDA libraries) is reported and left out.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.corpora import REPO, audio_seconds, corpora, error_rate, write_scaled
+from bench.corpora import REPO, audio_seconds, corpora, error_rate, untranscribed, write_scaled
 from bench.report import save
 from bench.systems import SYSTEMS, command, load_seconds
 
@@ -31,17 +36,20 @@ RESULTS = REPO / "bench" / "results"
 def run_process(argv: list[str]) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MiB) and stdout of one process."""
     started = time.perf_counter()
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
-    stdout = process.stdout.read() if process.stdout else ""
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) not in (0, 1):
-        raise RuntimeError(f"{' '.join(argv[:3])} failed: {stdout[-800:]}")
+    with tempfile.TemporaryFile("w+") as errors:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True, cwd=REPO)
+        stdout = process.stdout.read() if process.stdout else ""
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        if os.waitstatus_to_exitcode(status) not in (0, 1):
+            errors.seek(0)
+            raise RuntimeError(f"{' '.join(argv[:4])} failed: {(stdout + errors.read())[-800:]}")
     return wall, usage.ru_maxrss / 1024, stdout
 
 
-def compare(model: str, names: list[str], systems: list[str], reps: int, threads: int) -> list[dict]:
+def compare(model: str, names: list[str], systems: list[str], reps: int, threads: int, device: str) -> list[dict]:
     rows = []
+    failed: dict[str, str] = {}
     for corpus in (corpora()[n] for n in names):
         if model.endswith(".en") and not corpus.english_only:
             continue
@@ -50,12 +58,23 @@ def compare(model: str, names: list[str], systems: list[str], reps: int, threads
         scores: dict[str, tuple[float, str]] = {}
         for rep in range(reps):
             for system in systems:  # interleaved: drift in the machine hits every system alike
+                if system in failed:
+                    continue
                 with tempfile.TemporaryDirectory() as tmp:
-                    wall, rss, stdout = run_process(command(system, model, Path(tmp), list(corpus.files), threads))
+                    try:
+                        argv = command(system, model, Path(tmp), list(corpus.files), threads, device)
+                        wall, rss, stdout = run_process(argv)
+                        missing = untranscribed(Path(tmp), corpus.files)
+                        if missing:
+                            raise RuntimeError(f"no transcript for {len(missing)} of {len(corpus.files)} files")
+                    except (RuntimeError, subprocess.CalledProcessError) as error:  # reported, not fatal
+                        failed[system] = str(error)
+                        print(f"{system} left out: {error}", file=sys.stderr, flush=True)
+                        continue
                     scores[system] = error_rate(Path(tmp), corpus.files)
                 samples[system].append((wall, rss, load_seconds(system, stdout)))
                 print(f"{model} {corpus.name} {rep + 1}/{reps} {system}: {wall:.1f} s", file=sys.stderr, flush=True)
-        for system in systems:
+        for system in (s for s in systems if samples[s]):
             wall = statistics.median(s[0] for s in samples[system])
             loads = [s[2] for s in samples[system] if s[2] is not None]
             rows.append({
@@ -65,17 +84,16 @@ def compare(model: str, names: list[str], systems: list[str], reps: int, threads
                 "peak_rss_mib": round(max(s[1] for s in samples[system])),
                 "load_seconds": round(statistics.median(loads), 2) if loads else None,
             })  # fmt: skip
-        if "batchscribe" in systems:
-            ours = next(
-                r for r in rows if r["corpus"] == corpus.name and r["model"] == model and r["system"] == "batchscribe"
-            )
-            for row in rows:
-                if row["corpus"] == corpus.name and row["model"] == model:
-                    row["batchscribe_speedup"] = round(ours["rtfx"] / row["rtfx"], 2)
+        here = [r for r in rows if r["corpus"] == corpus.name and r["model"] == model]
+        ours = next((r for r in here if r["system"] in ("batchscribe", "batchscribe-ct2")), None)
+        for row in here:
+            row["batchscribe_speedup"] = round(ours["rtfx"] / row["rtfx"], 2) if ours else None
+    for system, error in failed.items():
+        rows.append({"model": model, "system": system, "failed": error[-600:]})
     return rows
 
 
-def scaling(threads: int) -> list[dict]:
+def scaling(threads: int, device: str) -> list[dict]:
     """batchscribe's RTFx as the number of files and the length of one file grow."""
     short = list(corpora()["short60"].files)
     long_source = corpora()["long513"].files[0]
@@ -95,11 +113,19 @@ def scaling(threads: int) -> list[dict]:
         for label, files in runs:
             audio = audio_seconds(files)
             with tempfile.TemporaryDirectory() as out:
-                wall, rss, _ = run_process(command("batchscribe", "tiny.en", Path(out), files, threads))
+                wall, rss, _ = run_process(command("batchscribe", "tiny.en", Path(out), files, threads, device))
             results.append({"label": label, "audio_seconds": round(audio, 1), "rtfx": round(audio / wall, 1),
                             "peak_rss_mib": round(rss)})  # fmt: skip
             print(f"scaling {label}: RTFx {audio / wall:.1f}, peak RSS {rss:.0f} MiB", file=sys.stderr, flush=True)
     return results
+
+
+def gpu_name(device: str) -> str:
+    if device != "cuda":
+        return ""
+    import torch
+
+    return f", {torch.cuda.get_device_name()}"
 
 
 def main() -> None:
@@ -109,20 +135,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--corpora", default="short60,long513,long231,multilingual")
     parser.add_argument("--systems", default=",".join(SYSTEMS))
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--no-scaling", action="store_true")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for latest.{json,md,png}")
     args = parser.parse_args()
     rows = []
     for model in args.models.split(","):
-        rows += compare(model, args.corpora.split(","), args.systems.split(","), args.reps, args.threads)
+        rows += compare(model, args.corpora.split(","), args.systems.split(","), args.reps, args.threads, args.device)
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
     report = {
-        "machine": f"{cpu or platform.machine()}, {os.cpu_count()} cores",
+        "machine": f"{cpu or platform.machine()}, {os.cpu_count()} cores" + gpu_name(args.device),
         "date": time.strftime("%Y-%m-%d"),
         "threads": args.threads,
         "reps": args.reps,
         "rows": rows,
-        "scaling": [] if args.no_scaling else scaling(args.threads),
+        "scaling": [] if args.no_scaling else scaling(args.threads, args.device),
     }
     print(save(report, args.results))
 

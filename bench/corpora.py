@@ -68,11 +68,18 @@ def audio_seconds(files: tuple[Path, ...] | list[Path]) -> float:
     return total
 
 
+def _transcript_file(out: Path, path: Path) -> Path | None:
+    return next((c for c in (out / f"{path.stem}.txt", out / f"{path.name}.txt") if c.exists()), None)
+
+
 def _transcript(out: Path, path: Path) -> str:
-    for candidate in (out / f"{path.stem}.txt", out / f"{path.name}.txt"):
-        if candidate.exists():
-            return candidate.read_text()
-    return ""
+    found = _transcript_file(out, path)
+    return found.read_text() if found else ""
+
+
+def untranscribed(out: Path, files: tuple[Path, ...]) -> list[Path]:
+    """Files a system wrote no transcript for: a run that failed, whatever its exit code said."""
+    return [path for path in files if _transcript_file(out, path) is None]
 
 
 def error_rate(out: Path, files: tuple[Path, ...]) -> tuple[float, str]:

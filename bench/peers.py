@@ -1,4 +1,5 @@
-"""Peer systems, each run as `python -m bench.peers SYSTEM MODEL_DIR OUT_DIR FILE...` in its own process.
+"""Peer systems, each run as `python -m bench.peers SYSTEM MODEL_DIR OUT_DIR THREADS DEVICE FILE...` in its
+own process.
 
 Every system writes OUT_DIR/<file stem>.txt and prints one JSON line with its model-load time.
 """
@@ -11,11 +12,12 @@ import time
 from pathlib import Path
 
 
-def faster_whisper(model_dir: str, out: Path, files: list[str], batch_size: int, threads: int) -> float:
+def faster_whisper(model_dir: str, out: Path, files: list[str], batch_size: int, threads: int, device: str) -> float:
     from faster_whisper import BatchedInferencePipeline, WhisperModel
 
     started = time.perf_counter()
-    model = WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=threads)
+    compute_type = "float16" if device == "cuda" else "int8"
+    model = WhisperModel(model_dir, device=device, compute_type=compute_type, cpu_threads=threads)
     load = time.perf_counter() - started
     pipeline = BatchedInferencePipeline(model) if batch_size else None
     for file in files:
@@ -28,12 +30,35 @@ def faster_whisper(model_dir: str, out: Path, files: list[str], batch_size: int,
     return load
 
 
+def transformers_pipeline(model_dir: str, out: Path, files: list[str], batch_size: int, threads: int,
+                          device: str) -> float:  # fmt: skip
+    """transformers' own ASR pipeline, as GPU users run it (insanely-fast-whisper's recipe): 30 s
+    chunks of every file batched together, greedy, fp16 on CUDA."""
+    import torch
+    from faster_whisper import decode_audio
+    from transformers import pipeline
+
+    torch.set_num_threads(threads)
+    torch.backends.cuda.enable_cudnn_sdp(False)  # the fix batchscribe applies too (engine/whisper_torch.py)
+    started = time.perf_counter()
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    asr = pipeline("automatic-speech-recognition", model=model_dir, device=device, dtype=dtype)
+    load = time.perf_counter() - started
+    audio = [{"raw": decode_audio(file), "sampling_rate": 16000} for file in files]
+    for file, result in zip(files, asr(audio, chunk_length_s=30, batch_size=batch_size), strict=True):
+        (out / f"{Path(file).stem}.txt").write_text(result["text"].strip() + "\n")
+    return load
+
+
 def main(argv: list[str]) -> None:
-    system, model_dir, out_dir, threads, *files = argv
+    system, model_dir, out_dir, threads, device, *files = argv
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    batch = {"fw-sequential": 0, "fw-batched-8": 8, "fw-batched-16": 16}[system]
-    load = faster_whisper(model_dir, out, files, batch, int(threads))
+    if system == "hf-pipeline-16":
+        load = transformers_pipeline(model_dir, out, files, 16, int(threads), device)
+    else:
+        batch = {"fw-sequential": 0, "fw-batched-8": 8, "fw-batched-16": 16}[system]
+        load = faster_whisper(model_dir, out, files, batch, int(threads), device)
     print(json.dumps({"load_seconds": load}))
 
 

@@ -13,6 +13,8 @@ from bench.corpora import REPO
 SEED_TOOL = REPO.parent / "shared" / "tools" / "seed_baseline.py"
 CONVERTER = REPO.parent / "shared" / "tools" / "ct2_to_hf.py"
 SYSTEMS = ("batchscribe", "batchscribe-torch", "fw-sequential", "fw-batched-8", "fw-batched-16", "seed")
+"""Run by default; `hf-pipeline-16` (transformers' batched ASR pipeline) and `batchscribe-ct2` on request."""
+BACKEND_OF = {"batchscribe": "auto", "batchscribe-ct2": "ct2", "batchscribe-torch": "torch"}
 
 
 def ct2_model(name: str) -> Path:
@@ -25,23 +27,23 @@ def hf_model(name: str) -> Path:
     """The same weights in Hugging Face format, converted once, for the seed approach."""
     from batchscribe.engine.models import cache_dir
 
-    target = cache_dir() / "hf" / name
+    target = cache_dir() / "hf" / name.strip("/").replace("/", "_")  # a size name or a model folder
     if not (target / "model.safetensors").exists():
         subprocess.run([sys.executable, str(CONVERTER), str(ct2_model(name)), str(target)], check=True)
     return target
 
 
-def command(system: str, model: str, out: Path, files: list[Path], threads: int) -> list[str]:
+def command(system: str, model: str, out: Path, files: list[Path], threads: int, device: str = "cpu") -> list[str]:
     paths = [str(f) for f in files]
-    if system.startswith("batchscribe"):  # the default (auto) backend, and PyTorch's
-        executable = str(Path(sys.executable).parent / "batchscribe")
-        backend = "torch" if system == "batchscribe-torch" else "auto"
-        return [executable, "transcribe", *paths, "-o", str(out), "--model", model, "--formats", "txt",
-                "--overwrite", "--threads", str(threads), "--backend", backend]  # fmt: skip
+    if system in BACKEND_OF:
+        return [sys.executable, "-m", "batchscribe", "transcribe", *paths, "-o", str(out), "--model", model,
+                "--formats", "txt", "--overwrite", "--threads", str(threads), "--backend", BACKEND_OF[system],
+                "--device", device]  # fmt: skip
     if system == "seed":
         return [sys.executable, str(SEED_TOOL), "--model", str(hf_model(model)), "--out", str(out),
-                "--threads", str(threads), *paths]  # fmt: skip
-    return [sys.executable, "-m", "bench.peers", system, str(ct2_model(model)), str(out), str(threads), *paths]
+                "--threads", str(threads), "--device", device, *paths]  # fmt: skip
+    weights = hf_model(model) if system.startswith("hf-") else ct2_model(model)
+    return [sys.executable, "-m", "bench.peers", system, str(weights), str(out), str(threads), device, *paths]
 
 
 def load_seconds(system: str, stdout: str) -> float | None:
