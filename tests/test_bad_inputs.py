@@ -177,3 +177,22 @@ def test_unreadable_file_fails_alone(tmp_path):
     (record,) = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     assert record["input"].endswith("secret.wav") and "permission denied" in record["error"]
     assert "fairest" in (out / "readable.txt").read_text().lower()
+
+
+def test_a_failing_model_ends_the_run_with_its_reason(tmp_path, monkeypatch, capsys):
+    """What an H200 with CUDA 13 did to CTranslate2 at its first batch: no traceback, exit 2,
+    the library's message, nothing half-written."""
+    from batchscribe import cli
+    from batchscribe.engine.whisper_ct2 import WhisperCT2
+
+    def fail(*_args, **_kwargs):
+        raise RuntimeError("Library libcublas.so.12 is not found or cannot be loaded")
+
+    monkeypatch.setattr(WhisperCT2, "decode", fail)
+    speech = sorted((DATA / "librispeech" / "test-other").glob("*.flac"))[:2]
+    code = cli.main(["transcribe", *map(str, speech), "-o", str(tmp_path), "--backend", "ct2"])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert "the model failed on a batch: RuntimeError: Library libcublas.so.12 is not found" in error
+    assert "Traceback" not in error
+    assert not [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix in (".txt", ".srt", ".vtt", ".json")]

@@ -10,7 +10,7 @@ class InputError(BatchscribeError):
 
 
 class ModelError(BatchscribeError):
-    """The requested model cannot be found, installed or verified."""
+    """The requested model cannot be found, installed, verified or run."""
 
 
 class OptionsError(BatchscribeError):

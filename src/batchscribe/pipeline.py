@@ -19,12 +19,12 @@ from typing import Callable, Iterator, Optional, Protocol
 
 from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
 from batchscribe.engine.backends import load_engine
-from batchscribe.engine.batch import Batch, transcribe_batch
+from batchscribe.engine.batch import Batch, PieceWords, transcribe_batch
 from batchscribe.engine.decoding import DecodeOptions, Engine, LogMel
-from batchscribe.engine.device import BEST_BATCH_SIZE, Placement, choose_placement
+from batchscribe.engine.device import Placement, best_batch_size, choose_placement
 from batchscribe.engine.models import ResolvedModel, resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
-from batchscribe.errors import BatchscribeError
+from batchscribe.errors import BatchscribeError, ModelError
 from batchscribe.inputs import InputFile, discover
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.layout import output_path, plan_stems
@@ -291,7 +291,7 @@ class Transcriber:
         if self.model.layout == "hf" and self.placement.backend != "torch":
             self.placement = self._placement("torch")  # only PyTorch runs a Hugging Face folder
         if not self.options.batch_size:
-            self.options = replace(self.options, batch_size=BEST_BATCH_SIZE[self.placement.backend])
+            self.options = replace(self.options, batch_size=best_batch_size(self.placement))
         self.model_load_seconds = 0.0
         self._engine: Optional[Engine] = None
 
@@ -356,6 +356,20 @@ def run(
     return Transcriber(options).run(inputs, output_dir, listener)
 
 
+def _batch_words(future: Future) -> PieceWords:
+    """A batch's words; the model failing (out of GPU memory, a missing library) ends the run with
+    an error that says so, not a traceback. Transcripts already written stay."""
+    try:
+        return future.result()
+    except BatchscribeError:
+        raise
+    except Exception as error:
+        raise ModelError(
+            f"the model failed on a batch: {type(error).__name__}: {error}; finished transcripts are kept, "
+            "re-run to resume"
+        ) from error
+
+
 def _transcribe(
     load_engine: Callable[[], Engine],
     model: ResolvedModel,
@@ -418,7 +432,7 @@ def _transcribe(
                 for future in done:
                     running.discard(future)
                     touched = set()
-                    for (job_id, index), words in future.result().items():
+                    for (job_id, index), words in _batch_words(future).items():
                         jobs[job_id].words[index] = words
                         touched.add(job_id)
                     finish_ready(touched)

@@ -12,12 +12,19 @@ memory and per-call overhead rather than by the matrix units: CTranslate2's int8
 the bytes of bf16 and its loop has no Python. With the model already loaded (a job worker),
 PyTorch is 10-15% behind. The encoder, one large matrix product per window, is where AMX pays,
 and the CTranslate2 backend already uses PyTorch's there.
-No GPU has been measured yet, so auto keeps CTranslate2 on CUDA too (faster-whisper's choice).
+
+On CUDA auto keeps CTranslate2 (faster-whisper's choice) where it can run, and takes PyTorch where
+it cannot: CTranslate2 4.x is built for CUDA 12 and loads its cuBLAS only at the first batch, so on a
+CUDA 13 machine (seen on an H200 with PyTorch 2.11+cu130, bench/results/gpu-h200) every batch failed
+with "libcublas.so.12 is not found". So the two backends have not been timed side by side on a GPU;
+PyTorch's, with the model loaded, ran tiny.en at RTFx 177 (60 short files) and 273 (513 s file) there.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 from dataclasses import dataclass
 
 # CTranslate2's packed int8 GEMM is ~5% faster on x86 CPUs (same results); users may override.
@@ -47,6 +54,10 @@ class Placement:
 # 8.2 s / 7.4 s at 8 and 11.8 s / 11.4 s at 16. PyTorch reads each weight once per step for the
 # whole batch and drops a window as soon as it ends, so it gains from more windows at once.
 BEST_BATCH_SIZE = {"ct2": 4, "torch": 8}
+# On a GPU a decoding step costs about the same for 16 windows as for 32, so fewer, fuller batches
+# win, up to a point (tiny.en on an H200, model loaded, 60 short files / the 513 s file: 3.05 / 2.16 s
+# at 16, 2.53 / 1.88 s at 32, 2.75 / 2.38 s at 64; bench/results/gpu-h200).
+BEST_CUDA_BATCH_SIZE = 32
 ENCODERS = ("auto", "ct2", "torch")
 BACKENDS = ("auto", "ct2", "torch")
 TORCH_COMPUTE_TYPES = ("bfloat16", "float16", "float32")
@@ -56,6 +67,35 @@ def _torch_installed() -> bool:
     import importlib.util
 
     return importlib.util.find_spec("torch") is not None
+
+
+def _torch_backend_missing() -> list[str]:
+    import importlib.util
+
+    return [m for m in ("torch", "transformers", "dtw") if importlib.util.find_spec(m) is None]
+
+
+def _torch_sees_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+# CTranslate2 4.x's CUDA build opens CUDA 12's cuBLAS when the first batch runs, not at load.
+CT2_CUBLAS = "libcublas.so.12"
+
+
+def ct2_cuda_ready() -> bool:
+    """True when CTranslate2 sees a GPU and can open the cuBLAS it was built against."""
+    if ctranslate2.get_cuda_device_count() == 0:
+        return False
+    if not sys.platform.startswith("linux"):
+        return True  # its DLL names differ; the first batch tells
+    try:
+        ctypes.CDLL(CT2_CUBLAS)
+    except OSError:
+        return False
+    return True
 
 
 def cpu_has_bf16_matrix_units() -> bool:
@@ -83,18 +123,39 @@ def choose_encoder(device: str, encoder: str = "auto") -> str:
     return "torch-bf16"
 
 
-def choose_backend(backend: str) -> str:
-    """auto: CTranslate2 everywhere for now (see this module's docstring for the measurements)."""
-    if backend not in BACKENDS:
-        raise OptionsError(f"unknown backend '{backend}'; choose {', '.join(BACKENDS)}")
+def choose_backend(backend: str, device: str = "cpu") -> str:
+    """The backend for a resolved `device`: auto is CTranslate2, except on a GPU it cannot use
+    (see this module's docstring)."""
     if backend == "torch":
-        import importlib.util
-
-        missing = [m for m in ("torch", "transformers", "dtw") if importlib.util.find_spec(m) is None]
+        missing = _torch_backend_missing()
         if missing:
             raise OptionsError(f"--backend torch needs {', '.join(missing)}: pip install 'batchscribe[torch]'")
         return "torch"
+    if backend == "auto" and device == "cuda" and not ct2_cuda_ready():
+        return "torch"
     return "ct2"
+
+
+def _cuda_problem(backend: str) -> str | None:
+    """Why `backend` ("auto", "ct2" or "torch") cannot run on a GPU here, or None if it can."""
+    ct2_gpus = ctranslate2.get_cuda_device_count()
+    if backend in ("auto", "ct2") and ct2_cuda_ready():
+        return None
+    torch_ready = backend in ("auto", "torch") and not _torch_backend_missing() and _torch_sees_cuda()
+    if torch_ready:
+        return None
+    if backend == "torch" and not _torch_backend_missing() and ct2_gpus:
+        return (
+            "this PyTorch is a CPU build: for --backend torch on the GPU install a CUDA build of torch, "
+            "or use --backend ct2"
+        )
+    if ct2_gpus:
+        return (
+            f"CTranslate2 sees a GPU but cannot open {CT2_CUBLAS}: its CUDA build needs CUDA 12's cuBLAS and "
+            "cuDNN 9 (pip install nvidia-cublas-cu12 nvidia-cudnn-cu12, with their lib folders on "
+            "LD_LIBRARY_PATH), or run --backend torch with a CUDA build of PyTorch"
+        )
+    return "no CUDA GPU is visible; use --device cpu or auto"
 
 
 def _torch_compute_type(device: str, compute_type: str) -> str:
@@ -129,23 +190,18 @@ def available_cores() -> int:
 def choose_placement(
     device: str = "auto", compute_type: str = "auto", threads: int = 0, encoder: str = "auto", backend: str = "auto"
 ) -> Placement:
-    gpus = ctranslate2.get_cuda_device_count()
-    if device == "auto":
-        device = "cuda" if gpus > 0 else "cpu"
-    elif device == "cuda" and gpus == 0:
-        raise OptionsError("--device cuda was requested but no CUDA GPU is visible; use --device cpu or auto")
-    elif device not in ("cpu", "cuda"):
+    if device not in ("auto", "cpu", "cuda"):
         raise OptionsError(f"unknown device '{device}'; choose auto, cpu or cuda")
-    backend = choose_backend(backend)
+    if backend not in BACKENDS:
+        raise OptionsError(f"unknown backend '{backend}'; choose {', '.join(BACKENDS)}")
+    if device == "auto":  # the GPU when one is visible and some backend asked for can use it
+        device = "cuda" if ctranslate2.get_cuda_device_count() and _cuda_problem(backend) is None else "cpu"
+    elif device == "cuda":
+        problem = _cuda_problem(backend)
+        if problem:
+            raise OptionsError(problem)
+    backend = choose_backend(backend, device)
     if backend == "torch":
-        if device == "cuda":
-            import torch
-
-            if not torch.cuda.is_available():
-                raise OptionsError(
-                    "this PyTorch is a CPU build: for --backend torch on the GPU install a CUDA build of torch, "
-                    "or use --backend ct2"
-                )
         if encoder == "ct2":
             raise OptionsError("--encoder ct2 is for --backend ct2; the PyTorch backend runs its own encoder")
         compute_type = _torch_compute_type(device, compute_type)
@@ -165,3 +221,10 @@ def choose_placement(
         return Placement(device, compute_type, threads or 1, 2, chosen_encoder, backend)
     workers, per_worker = _split_cores(threads or available_cores())
     return Placement(device, compute_type, per_worker, workers, chosen_encoder, backend)
+
+
+def best_batch_size(placement: Placement) -> int:
+    """Windows per model call when the user names none (see BEST_BATCH_SIZE)."""
+    if placement.device == "cuda" and placement.backend == "torch":
+        return BEST_CUDA_BATCH_SIZE
+    return BEST_BATCH_SIZE[placement.backend]
