@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from batchscribe.engine.device import BACKENDS, ENCODERS
 from batchscribe.engine.models import BUNDLED
 from batchscribe.errors import BatchscribeError
 from batchscribe.options import FORMATS, TranscribeOptions
@@ -53,7 +54,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--batch-size",
         type=positive,
         default=defaults.batch_size,
-        help="30 s windows per model call (default: the backend's best, 4 on CTranslate2, 8 on PyTorch)",
+        help="30 s windows per model call "
+        "(default: the backend's best: 4 on CTranslate2, 8 on PyTorch, 32 on PyTorch on a GPU)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=defaults.device)
     parser.add_argument(
@@ -62,17 +64,17 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=defaults.threads, help="CPU threads (default: one per core)")
     parser.add_argument(
         "--encoder",
-        choices=("auto", "ct2", "torch"),
+        choices=ENCODERS,
         default=defaults.encoder,
         help="audio encoder: torch = PyTorch bf16 on CPUs with AMX/AVX-512 BF16 (3x faster there), "
         "ct2 = CTranslate2; auto picks torch where it is installed and faster (default: auto)",
     )
     parser.add_argument(
         "--backend",
-        choices=("auto", "ct2", "torch"),
+        choices=BACKENDS,
         default=defaults.backend,
         help="library that runs the model: ct2 = CTranslate2 (faster-whisper's), torch = PyTorch + transformers "
-        "(Hugging Face models and hub ids); auto picks the faster one measured for this hardware (default: auto)",
+        "(Hugging Face models and hub ids); auto picks ct2, or torch on a GPU ct2 cannot use (default: auto)",
     )
 
 

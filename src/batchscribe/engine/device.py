@@ -123,39 +123,32 @@ def choose_encoder(device: str, encoder: str = "auto") -> str:
     return "torch-bf16"
 
 
-def choose_backend(backend: str, device: str = "cpu") -> str:
-    """The backend for a resolved `device`: auto is CTranslate2, except on a GPU it cannot use
-    (see this module's docstring)."""
-    if backend == "torch":
-        missing = _torch_backend_missing()
-        if missing:
-            raise OptionsError(f"--backend torch needs {', '.join(missing)}: pip install 'batchscribe[torch]'")
-        return "torch"
-    if backend == "auto" and device == "cuda" and not ct2_cuda_ready():
-        return "torch"
-    return "ct2"
+def _require_torch_backend() -> None:
+    missing = _torch_backend_missing()
+    if missing:
+        raise OptionsError(f"--backend torch needs {', '.join(missing)}: pip install 'batchscribe[torch]'")
 
 
-def _cuda_problem(backend: str) -> str | None:
-    """Why `backend` ("auto", "ct2" or "torch") cannot run on a GPU here, or None if it can."""
-    ct2_gpus = ctranslate2.get_cuda_device_count()
+def _gpu_backend(backend: str) -> tuple[str | None, str]:
+    """(the backend that runs on the GPU here, or None; and if None, why not). For `auto`,
+    CTranslate2 where it can run, else PyTorch (see this module's docstring)."""
     if backend in ("auto", "ct2") and ct2_cuda_ready():
-        return None
-    torch_ready = backend in ("auto", "torch") and not _torch_backend_missing() and _torch_sees_cuda()
-    if torch_ready:
-        return None
-    if backend == "torch" and not _torch_backend_missing() and ct2_gpus:
-        return (
+        return "ct2", ""
+    torch_usable = not _torch_backend_missing()
+    if backend in ("auto", "torch") and torch_usable and _torch_sees_cuda():
+        return "torch", ""
+    if not ctranslate2.get_cuda_device_count():
+        return None, "no CUDA GPU is visible; use --device cpu or auto"
+    if backend == "torch":
+        return None, (
             "this PyTorch is a CPU build: for --backend torch on the GPU install a CUDA build of torch, "
             "or use --backend ct2"
         )
-    if ct2_gpus:
-        return (
-            f"CTranslate2 sees a GPU but cannot open {CT2_CUBLAS}: its CUDA build needs CUDA 12's cuBLAS and "
-            "cuDNN 9 (pip install nvidia-cublas-cu12 nvidia-cudnn-cu12, with their lib folders on "
-            "LD_LIBRARY_PATH), or run --backend torch with a CUDA build of PyTorch"
-        )
-    return "no CUDA GPU is visible; use --device cpu or auto"
+    return None, (
+        f"CTranslate2 sees a GPU but cannot open {CT2_CUBLAS}: its CUDA build needs CUDA 12's cuBLAS and "
+        "cuDNN 9 (pip install nvidia-cublas-cu12 nvidia-cudnn-cu12, with their lib folders on "
+        "LD_LIBRARY_PATH), or run --backend torch with a CUDA build of PyTorch"
+    )
 
 
 def _torch_compute_type(device: str, compute_type: str) -> str:
@@ -194,13 +187,18 @@ def choose_placement(
         raise OptionsError(f"unknown device '{device}'; choose auto, cpu or cuda")
     if backend not in BACKENDS:
         raise OptionsError(f"unknown backend '{backend}'; choose {', '.join(BACKENDS)}")
-    if device == "auto":  # the GPU when one is visible and some backend asked for can use it
-        device = "cuda" if ctranslate2.get_cuda_device_count() and _cuda_problem(backend) is None else "cpu"
-    elif device == "cuda":
-        problem = _cuda_problem(backend)
-        if problem:
+    if backend == "torch":
+        _require_torch_backend()
+    if device == "auto" and not ctranslate2.get_cuda_device_count():
+        device = "cpu"
+    if device != "cpu":  # the GPU when the backend asked for (or, for auto, either) can use it
+        on_gpu, problem = _gpu_backend(backend)
+        if on_gpu is None and device == "cuda":
             raise OptionsError(problem)
-    backend = choose_backend(backend, device)
+        device = "cuda" if on_gpu else "cpu"
+        backend = on_gpu or backend
+    if backend == "auto":
+        backend = "ct2"
     if backend == "torch":
         if encoder == "ct2":
             raise OptionsError("--encoder ct2 is for --backend ct2; the PyTorch backend runs its own encoder")
