@@ -232,10 +232,30 @@ class JobStore:
                 (time.time(), origin, body, error),
             )
 
-    def jobs(self, state: Optional[str] = None, limit: int = 1000) -> list[Job]:
-        query = "SELECT * FROM jobs" + (" WHERE state=?" if state else "") + " ORDER BY id LIMIT ?"
-        rows = self._db.execute(query, ((state, limit) if state else (limit,))).fetchall()
+    def jobs(self, state: Optional[str] = None, limit: int = 1000, offset: int = 0) -> list[Job]:
+        """Jobs in id order (optionally of one state), a page of `limit` after skipping `offset`."""
+        query = "SELECT * FROM jobs" + (" WHERE state=?" if state else "") + " ORDER BY id LIMIT ? OFFSET ?"
+        rows = self._db.execute(query, ((state, limit, offset) if state else (limit, offset))).fetchall()
         return [Job(**dict(row)) for row in rows]
+
+    def job(self, job_id: int) -> Optional[Job]:
+        """One job by id (its attempts, lost leases and last error included); None if there is no such job."""
+        row = self._db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return None if row is None else Job(**dict(row))
+
+    def throughput(self, hours: int = 24, bucket_seconds: int = 3600) -> list[tuple[float, int, float]]:
+        """Jobs succeeded per time bucket over the last `hours`, oldest first, empty buckets included:
+        (bucket start as epoch seconds, files, audio seconds)."""
+        now = time.time()
+        first = (now // bucket_seconds - (hours * 3600 // bucket_seconds) + 1) * bucket_seconds
+        rows = self._db.execute(
+            "SELECT CAST((finished - ?) / ? AS INTEGER) AS bucket, COUNT(*), COALESCE(SUM(audio_seconds), 0) "
+            "FROM jobs WHERE state='succeeded' AND finished >= ? GROUP BY bucket",
+            (first, bucket_seconds, first),
+        ).fetchall()
+        found = {row[0]: (row[1], row[2]) for row in rows}
+        buckets = int((now - first) // bucket_seconds) + 1
+        return [(first + n * bucket_seconds, *found.get(n, (0, 0.0))) for n in range(buckets)]
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         rows = self._db.execute("SELECT * FROM dead_letters ORDER BY id LIMIT ?", (limit,)).fetchall()
