@@ -22,7 +22,6 @@ from typing import Callable, Optional
 from batchscribe.jobs.store import Job, JobStore
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.writers import render
-from batchscribe.pipeline import Transcriber
 from batchscribe.results import FileResult
 from batchscribe.storage.objects import Store, open_store, put_transcript
 
@@ -48,6 +47,8 @@ class Worker:
         self.options = options
         self.settings = worker_options
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        from batchscribe.pipeline import Transcriber  # the engine: loaded by workers, never by `serve`
+
         self.transcriber = Transcriber(options)
         self.stop_requests = 0
         self._stores: dict[str, Store] = {}
