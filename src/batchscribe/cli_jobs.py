@@ -22,8 +22,11 @@ DEFAULT_STORE = Path(os.environ.get("BATCHSCRIBE_STORE", ".batchscribe/jobs.db")
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store", type=Path, default=None, help=f"the job store (SQLite) (default: {DEFAULT_STORE}, or for `run` "
-        "into a folder: OUTPUT/.batchscribe/jobs.db; env BATCHSCRIBE_STORE)"
+        "--store",
+        type=Path,
+        default=None,
+        help=f"the job store (SQLite) (default: {DEFAULT_STORE}, or for `run` "
+        "into a folder: OUTPUT/.batchscribe/jobs.db; env BATCHSCRIBE_STORE)",
     )
 
 
@@ -56,6 +59,11 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lease-seconds", type=float, default=defaults.lease_seconds)
     parser.add_argument("--max-attempts", type=positive, default=3, help="failed attempts before a job is dead")
     parser.add_argument("--retry-backoff", type=float, default=10.0, help="seconds before the first retry (doubles)")
+    parser.add_argument(
+        "--metrics-port", type=int, default=None,
+        help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics (worker process N of --workers: PORT+N)",
+    )  # fmt: skip
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port (default: 127.0.0.1)")
 
 
 def add_commands(commands) -> None:
@@ -76,10 +84,18 @@ def add_commands(commands) -> None:
     worker.add_argument("--exit-when-idle", action="store_true", help="stop when no job is left")
     worker.set_defaults(handler=_worker)
 
-    serve = commands.add_parser("serve", help="take S3 event notifications over HTTP (MinIO, Ceph) as jobs")
+    serve = commands.add_parser(
+        "serve", help="the HTTP service: S3 event notifications (MinIO, Ceph) as jobs, JSON API, web view, metrics"
+    )
     _route_options(serve, source_flag=True)
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind; other than loopback needs a token")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--token-file", type=Path, help="file holding the access token (default: env BATCHSCRIBE_TOKEN; none: no auth)"
+    )
+    serve.add_argument(
+        "--request-timeout", type=float, default=30.0, help="seconds a request's headers, then its body, may take"
+    )
     _store_option(serve)
     _endpoint_option(serve)
     serve.set_defaults(handler=_serve)
@@ -138,13 +154,20 @@ def _submit(args: argparse.Namespace) -> int:
     return 0
 
 
-def _work_here(args: argparse.Namespace, exit_when_idle: bool, idle: Optional[Callable[[], bool]] = None) -> None:
-    """One worker in this process (also the target of each --workers N process)."""
+def _work_here(
+    args: argparse.Namespace, exit_when_idle: bool, idle: Optional[Callable[[], bool]] = None, index: int = 0
+) -> None:
+    """One worker in this process (also the target of each --workers N process, `index` 0..N-1)."""
     _logging()
     from batchscribe.cli import transcribe_options
 
     options = WorkerOptions(args.files_per_batch, args.lease_seconds, 1.0, exit_when_idle, args.endpoint_url)
-    worker = Worker(_open_store(args), transcribe_options(args), options)
+    store = _open_store(args)
+    if args.metrics_port is not None:
+        from batchscribe.jobs.metrics import serve_worker_metrics
+
+        serve_worker_metrics(args.metrics_port + index, store, args.metrics_host)
+    worker = Worker(store, transcribe_options(args), options)
     worker.install_signal_handlers()
     worker.run(idle)
 
@@ -157,7 +180,7 @@ def _work(args: argparse.Namespace, exit_when_idle: bool, idle: Optional[Callabl
     _store_path(args)  # resolved once, so every process opens the same store
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_work_here, args=(args, exit_when_idle), name=f"worker-{n}")
+        context.Process(target=_work_here, args=(args, exit_when_idle, None, n), name=f"worker-{n}")
         for n in range(args.workers)
     ]
     for child in children:
@@ -197,17 +220,20 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     _logging()
-    from batchscribe.triggers.webhook import webhook_server
+    from batchscribe.service.app import ServiceOptions, create_app, serve
+    from batchscribe.service.auth import check_bind, load_token
 
-    server = webhook_server(_route(args.input, args), _open_store(args), args.host, args.port)
-    print(f"taking S3 event notifications at http://{args.host}:{server.server_address[1]}/", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    token = load_token(args.token_file)
+    check_bind(args.host, token)
+    options = ServiceOptions(token, request_timeout=args.request_timeout, endpoint_url=args.endpoint_url)
+    app = create_app(_route(args.input, args), _open_store(args), options)
+    if token is None:
+        logging.getLogger("batchscribe.service").warning(
+            "no token (BATCHSCRIBE_TOKEN or --token-file): anyone on this machine can use the service"
+        )
+    print(f"batchscribe service at http://{args.host}:{args.port}/ (S3 event notifications: POST /; "
+          "API: /api, described at /openapi.json; metrics: /metrics)", flush=True)  # fmt: skip
+    serve(app, args.host, args.port, options)
     return 0
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from batchscribe.jobs.metrics import worker_metrics
 from batchscribe.jobs.store import Job, JobStore
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.writers import render
@@ -79,6 +80,7 @@ class Worker:
 
     def run_batch(self, jobs: list[Job]) -> None:
         pending = {job.id: job for job in jobs}
+        self._claimed = time.monotonic()
         beat = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeat, args=(pending, beat), daemon=True)
         heartbeat.start()
@@ -99,6 +101,7 @@ class Worker:
         finally:
             beat.set()
             heartbeat.join()
+            worker_metrics().batch_done(time.monotonic() - self._claimed, self.transcriber.model_load_seconds)
 
     def _fetch(self, pending: dict[int, Job], scratch: Path) -> dict[Path, Job]:
         by_path = {}
@@ -133,10 +136,12 @@ class Worker:
         pending.pop(job.id, None)
         if self.store.succeed(job.id, self.owner, result.audio_seconds):
             log.info("done: %s", job.source_uri)
+            worker_metrics().job_succeeded(time.monotonic() - self._claimed, result.audio_seconds)
 
     def _fail(self, pending: dict[int, Job], job: Job, error: str) -> None:
         pending.pop(job.id, None)
         state = self.store.fail(job.id, self.owner, error)
+        worker_metrics().job_failed(error)
         log.warning("%s (%s)", error, state)
 
 

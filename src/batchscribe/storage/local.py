@@ -50,3 +50,10 @@ class LocalStore:
 
     def put_text(self, key: str, text: str) -> None:
         write_atomic(self._path(key), text)
+
+    def read_text(self, key: str) -> str:
+        """A stored text (a transcript); InputError if there is none."""
+        try:
+            return self._path(key).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"{self.root}{key}: no such file") from None

@@ -39,6 +39,8 @@ class Store(Protocol):
 
     def put_text(self, key: str, text: str) -> None: ...
 
+    def read_text(self, key: str) -> str: ...
+
 
 def split_uri(uri: str) -> tuple[str, Optional[str], str]:
     """(scheme, bucket, key-or-path): `s3://b/k` -> ('s3', 'b', 'k'); paths -> ('file', None, '/abs')."""
