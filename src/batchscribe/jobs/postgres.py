@@ -199,11 +199,25 @@ class PostgresJobStore(JobStore):
                 (self._now(cur), origin, body.replace("\x00", "\ufffd"), error),  # TEXT cannot hold NUL
             )
 
-    def jobs(self, state: Optional[str] = None, limit: int = 1000) -> list[Job]:
-        query = "SELECT * FROM jobs" + (" WHERE state=%s" if state else "") + " ORDER BY id LIMIT %s"
+    def jobs(self, state: Optional[str] = None, limit: int = 1000, offset: int = 0) -> list[Job]:
+        query = "SELECT * FROM jobs" + (" WHERE state=%s" if state else "") + " ORDER BY id LIMIT %s OFFSET %s"
         with self._transaction() as cur:
-            rows = cur.execute(query, ((str(state), limit) if state else (limit,))).fetchall()
+            rows = cur.execute(query, ((str(state), limit, offset) if state else (limit, offset))).fetchall()
         return [Job(**row) for row in rows]
+
+    def job(self, job_id: int) -> Optional[Job]:
+        with self._transaction() as cur:
+            row = cur.execute("SELECT * FROM jobs WHERE id=%s", (job_id,)).fetchone()
+        return None if row is None else Job(**row)
+
+    def _succeeded_by_bucket(self, since: float, bucket_seconds: int) -> dict[int, tuple[int, float]]:
+        with self._transaction() as cur:
+            rows = cur.execute(
+                "SELECT FLOOR((finished - %s) / %s)::int AS bucket, COUNT(*) AS n, "
+                "COALESCE(SUM(audio_seconds), 0) AS s FROM jobs WHERE state='succeeded' AND finished >= %s GROUP BY 1",
+                (since, bucket_seconds, since),
+            ).fetchall()
+        return {row["bucket"]: (row["n"], row["s"]) for row in rows}
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         with self._transaction() as cur:

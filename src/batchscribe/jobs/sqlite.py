@@ -212,11 +212,25 @@ class SqliteJobStore(JobStore):
                 (time.time(), origin, body, error),
             )
 
-    def jobs(self, state: Optional[str] = None, limit: int = 1000) -> list[Job]:
-        query = "SELECT * FROM jobs" + (" WHERE state=?" if state else "") + " ORDER BY id LIMIT ?"
+    def jobs(self, state: Optional[str] = None, limit: int = 1000, offset: int = 0) -> list[Job]:
+        query = "SELECT * FROM jobs" + (" WHERE state=?" if state else "") + " ORDER BY id LIMIT ? OFFSET ?"
         with self._read() as db:
-            rows = db.execute(query, ((str(state), limit) if state else (limit,))).fetchall()
+            rows = db.execute(query, ((str(state), limit, offset) if state else (limit, offset))).fetchall()
         return [Job(**dict(row)) for row in rows]
+
+    def job(self, job_id: int) -> Optional[Job]:
+        with self._read() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        return None if row is None else Job(**dict(row))
+
+    def _succeeded_by_bucket(self, since: float, bucket_seconds: int) -> dict[int, tuple[int, float]]:
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT CAST((finished - ?) / ? AS INTEGER), COUNT(*), COALESCE(SUM(audio_seconds), 0) FROM jobs "
+                "WHERE state='succeeded' AND finished >= ? GROUP BY 1",
+                (since, bucket_seconds, since),
+            ).fetchall()
+        return {row[0]: (row[1], row[2]) for row in rows}
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         with self._read() as db:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum
@@ -207,7 +208,25 @@ class JobStore(ABC):
         """Keep a message that could not be understood, with why, for a person to look at."""
 
     @abstractmethod
-    def jobs(self, state: Optional[str] = None, limit: int = 1000) -> list[Job]: ...
+    def jobs(self, state: Optional[str] = None, limit: int = 1000, offset: int = 0) -> list[Job]:
+        """Jobs in id order (optionally of one state): a page of `limit` after skipping `offset`."""
+
+    @abstractmethod
+    def job(self, job_id: int) -> Optional[Job]:
+        """One job by id (its attempts, lost leases and last error included); None if there is none."""
+
+    def throughput(self, hours: int = 24, bucket_seconds: int = 3600) -> list[tuple[float, int, float]]:
+        """Jobs succeeded per time bucket over the last `hours`, oldest first, empty buckets included:
+        (bucket start in epoch seconds, files, audio seconds)."""
+        now = time.time()
+        first = (now // bucket_seconds - hours * 3600 // bucket_seconds + 1) * bucket_seconds
+        found = self._succeeded_by_bucket(first, bucket_seconds)
+        count = int((now - first) // bucket_seconds) + 1
+        return [(first + n * bucket_seconds, *found.get(n, (0, 0.0))) for n in range(count)]
+
+    @abstractmethod
+    def _succeeded_by_bucket(self, since: float, bucket_seconds: int) -> dict[int, tuple[int, float]]:
+        """Bucket number (0 from `since`) -> (jobs succeeded, their audio seconds)."""
 
     @abstractmethod
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]: ...
