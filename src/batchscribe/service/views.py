@@ -56,7 +56,7 @@ def _chart(buckets: list[tuple[float, int, float]], width: int = 720, height: in
     step = width / max(len(buckets), 1)
     bars = []
     for n, (start, files, audio) in enumerate(buckets):
-        tall = (height - 20) * files / top
+        tall = (height - 34) * files / top  # room above the tallest bar for its count
         bars.append({"x": round(n * step + 2, 1), "y": round(height - 16 - tall, 1), "w": round(step - 4, 1),
                      "h": round(tall, 1), "files": files, "audio_minutes": round(audio / 60, 1),
                      "hour": datetime.datetime.fromtimestamp(start).strftime("%H:00")})  # fmt: skip
