@@ -166,4 +166,6 @@ def test_10000_malformed_bodies_get_400_and_are_dead_lettered_while_healthz_answ
     assert errors == [] and statuses == [400] * 10_000
     after = get_json(loaded, "/api/status")
     assert after["dead_letters"] == before["dead_letters"] + 10_000 and after["counts"] == before["counts"]
+    letters = get_json(loaded, "/api/dead-letters?limit=3")
+    assert len(letters) == 3 and all(letter["error"] and letter["origin"] == "http:127.0.0.1/" for letter in letters)
     assert probe.slowest < 1.0

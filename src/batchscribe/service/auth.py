@@ -9,6 +9,7 @@ open, which `serve` allows only on a loopback address.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import os
@@ -75,8 +76,11 @@ def offered_token(request: Request) -> Optional[str]:
 
 
 def token_matches(offered: Optional[str], token: str) -> bool:
-    """Constant-time comparison (no early exit that would leak how much of a guess was right)."""
-    return offered is not None and hmac.compare_digest(offered.encode(), token.encode())
+    """Constant-time comparison (no early exit that would leak how much of a guess was right); both
+    sides are hashed first, so not even the token's length shows in the timing."""
+    if offered is None:
+        return False
+    return hmac.compare_digest(hashlib.sha256(offered.encode()).digest(), hashlib.sha256(token.encode()).digest())
 
 
 def allowed(request: Request, token: Optional[str]) -> bool:

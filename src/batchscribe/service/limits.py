@@ -50,10 +50,12 @@ class BodyLimits:
             return
         deadline = time.monotonic() + self.timeout
         received = 0
-        started = False
+        started = complete = False
 
         async def limited_receive():
-            nonlocal received
+            nonlocal received, complete
+            if complete:  # the body is in: later calls wait for a disconnect, which may take any time
+                return await receive()
             try:
                 message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0.001))
             except asyncio.TimeoutError:
@@ -62,6 +64,7 @@ class BodyLimits:
                 received += len(message.get("body", b""))
                 if received > self.max_body:
                     raise _TooLarge()
+                complete = not message.get("more_body", False)
             return message
 
         async def tracked_send(message) -> None:

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 
 from batchscribe.jobs.metrics import StoreCollector
 from batchscribe.jobs.store import JobStore
@@ -18,6 +25,7 @@ class ServiceMetrics:
     def __init__(self, store: JobStore):
         self.registry = CollectorRegistry()
         self.registry.register(StoreCollector(store))
+        ProcessCollector(registry=self.registry)  # the service's own CPU, memory, open files
         self.requests = Counter(
             "batchscribe_http_requests_total", "HTTP requests answered, by route and status code",
             ["method", "route", "code"], registry=self.registry,
