@@ -8,25 +8,25 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from batchscribe.jobs.store import STATES, JobStore
+from batchscribe.jobs.store import STATES, JobStore, StoreMissing, store_location
 from batchscribe.jobs.worker import Worker, WorkerOptions
 from batchscribe.storage.objects import split_uri
 
-DEFAULT_STORE = Path(os.environ.get("BATCHSCRIBE_STORE", ".batchscribe/jobs.db"))
+DEFAULT_STORE = ".batchscribe/jobs.db"
+STORE_ENV = "BATCHSCRIBE_STORE"
 
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store",
-        type=Path,
-        default=None,
-        help=f"the job store (SQLite) (default: {DEFAULT_STORE}, or for `run` "
-        "into a folder: OUTPUT/.batchscribe/jobs.db; env BATCHSCRIBE_STORE)",
+        "--store", default=None, help=f"the job store: a SQLite file path (or sqlite:///path) or "
+        f"postgresql://user:password@host:port/database (default: env {STORE_ENV}, else {DEFAULT_STORE}, or for "
+        "`run` into a folder: OUTPUT/.batchscribe/jobs.db)"
     )
 
 
@@ -131,14 +131,28 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _store_path(args: argparse.Namespace) -> Path:
+def _store_path(args: argparse.Namespace) -> str:
+    """The store this command uses, resolved once (an absolute path or a PostgreSQL URI), so every
+    worker process opens the same one; an unsupported scheme is an error here, never a folder."""
     if args.store is None:
-        args.store = DEFAULT_STORE
+        args.store = os.environ.get(STORE_ENV) or DEFAULT_STORE
+    location = store_location(args.store)
+    args.store = location.target
+    args.store_shown = str(location)  # without a password
     return args.store
 
 
-def _open_store(args: argparse.Namespace) -> JobStore:
-    return JobStore(_store_path(args), getattr(args, "max_attempts", 3), getattr(args, "retry_backoff", 10.0))
+def _open_store(args: argparse.Namespace, create: bool = True) -> JobStore:
+    """The job store; reading commands pass create=False: a missing store is an error naming where
+    they looked, never a new empty store that reports zeros."""
+    location = _store_path(args)
+    try:
+        return JobStore(location, getattr(args, "max_attempts", 3), getattr(args, "retry_backoff", 10.0), create)
+    except StoreMissing as error:
+        hint = "" if os.environ.get(STORE_ENV) else (
+            "; `run` into a folder keeps its store in OUTPUT/.batchscribe/jobs.db"
+        )
+        raise StoreMissing(f"{error}{hint}") from None
 
 
 def _route(source: str, args: argparse.Namespace):
@@ -150,7 +164,7 @@ def _route(source: str, args: argparse.Namespace):
 def _submit(args: argparse.Namespace) -> int:
     _logging()
     added, known = _route(args.source, args).backfill(_open_store(args))
-    print(f"{added} queued, {known} already known; store: {args.store}")
+    print(f"{added} queued, {known} already known; store: {args.store_shown}")
     return 0
 
 
@@ -245,8 +259,9 @@ def _run(args: argparse.Namespace) -> int:
     started = time.time()
     route = _route(args.source, args)
     scheme, _, output_folder = split_uri(route.dest_root)
-    if args.store is None and "BATCHSCRIBE_STORE" not in os.environ and scheme == "file":
-        args.store = Path(output_folder) / ".batchscribe" / "jobs.db"  # delete the outputs, and the record goes too
+    if args.store is None and not os.environ.get(STORE_ENV) and scheme == "file":
+        # delete the outputs, and the record goes too
+        args.store = str(Path(output_folder) / ".batchscribe" / "jobs.db")
     store = _open_store(args)
     is_folder = split_uri(route.source.root)[0] == "file"
     if args.once or not is_folder:
@@ -264,7 +279,7 @@ def _run(args: argparse.Namespace) -> int:
     dead = [job for job in store.jobs("dead") if job.updated >= started]
     summary = store.status()
     print(f"{summary.counts['succeeded']} succeeded, {summary.counts['dead']} dead; transcripts in {args.output}; "
-          f"job store: {args.store}")  # fmt: skip
+          f"job store: {args.store_shown}")  # fmt: skip
     for job in dead:
         error = job.last_error or ""
         print(f"dead: {error if error.startswith(job.source_uri) else f'{job.source_uri}: {error}'}")
@@ -276,7 +291,8 @@ def _clock(epoch: Optional[float]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    status = _open_store(args).status()
+    status = _open_store(args, create=False).status()
+    print(f"job store: {args.store_shown}")
     print("  ".join(f"{state} {count}" for state, count in status.counts.items()))
     print(
         f"last hour: {status.finished_last_hour} files, {status.audio_seconds_last_hour / 3600:.2f} h of audio; "
@@ -288,7 +304,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    store = _open_store(args)
+    store = _open_store(args, create=False)
+    print(f"job store: {args.store_shown}", file=sys.stderr)  # stdout stays one line per job
     if args.dead_letters:
         for letter in store.dead_letters():
             print(f"{letter.id}\t{_clock(letter.received)}\t{letter.origin}\t{letter.error}\t{letter.body[:200]!r}")
@@ -304,6 +321,6 @@ def _retry(args: argparse.Namespace) -> int:
 
     if not args.job_ids and not args.dead:
         raise OptionsError("name the jobs to retry, or --dead for every dead job")
-    count = _open_store(args).retry(args.job_ids, dead=args.dead)
-    print(f"{count} job(s) queued again")
+    count = _open_store(args, create=False).retry(args.job_ids, dead=args.dead)
+    print(f"{count} job(s) queued again; store: {args.store_shown}")
     return 0

@@ -1,8 +1,8 @@
 """Where audio comes from and transcripts go: a local folder or an S3 prefix, addressed by URI.
 
 A store is rooted at a folder or `s3://bucket/prefix/`; keys are relative to that root.
-Every object has a version (S3: its ETag; a local file: size and modification time), so a job
-can name exactly the content it transcribed.
+Every object has a version (S3: its ETag; a local file: its content's sha256), so a job can
+name exactly the content it transcribed.
 """
 
 from __future__ import annotations
