@@ -219,3 +219,17 @@ def test_retrying_a_dead_job_from_its_page_queues_it_again(served, browser):
     assert get_json(url, "/api/status")["counts"]["dead"] == 0
     browser.get(url + "/")
     assert text_of(browser, "#count-queued b") == "1" and text_of(browser, "#count-dead b") == "0"
+
+
+def test_a_transcript_page_names_speakers_when_the_transcript_has_them():
+    from batchscribe.jobs.store import Job
+    from batchscribe.service.views import _html
+
+    job = Job(7, "s3://media/audio-input/", "call.wav", "e", "s3://media/out/", "succeeded", 0, 0, None, None, 0, None,
+              9.0, 0, 0, 0)  # fmt: skip
+    document = {"language": "de", "duration": 9.0, "segments": [
+        {"start": 0.0, "end": 4.2, "text": "Guten Tag.", "speaker": "SPEAKER_1"},
+        {"start": 4.5, "end": 9.0, "text": "Hallo <b>!", "speaker": "SPEAKER_2"}]}  # fmt: skip
+    page = _html("transcript.html", job=job, document=document, speakers=True).body.decode()
+    assert '<td class="speaker">SPEAKER_2</td>' in page and 'id="language">de<' in page
+    assert "Hallo &lt;b&gt;!" in page and "0:00:04.500" in page  # text is escaped, times shown

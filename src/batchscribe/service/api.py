@@ -12,11 +12,13 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 
 from batchscribe.jobs.store import STATES, Job
+from batchscribe.options import FORMATS
 from batchscribe.service.context import Context, NotFound
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 LETTER_PREVIEW = 2000  # characters of a dead letter's body listed (the store keeps up to 64 KiB)
 State = Literal["queued", "running", "retrying", "succeeded", "dead"]
+Format = Literal[FORMATS]  # type: ignore[valid-type]  # whatever the writers offer (txt, srt, vtt, json, ...)
 assert set(State.__args__) == set(STATES)  # type: ignore[attr-defined]
 
 
@@ -131,10 +133,10 @@ def retry_dead(ctx: Ctx) -> Retried:
 @router.get(
     "/jobs/{job_id}/transcript",
     response_class=PlainTextResponse,
-    summary="A finished job's transcript (txt, srt, vtt or json)",
+    summary="A finished job's transcript in one of the formats the worker wrote",
     responses={200: {"content": {"text/plain": {}, "application/json": {}}}, 404: {"description": "none (yet)"}},
 )
-def transcript(ctx: Ctx, job_id: int, format: Literal["txt", "srt", "vtt", "json"] = "txt"):  # noqa: A002
+def transcript(ctx: Ctx, job_id: int, format: Format = "txt"):  # noqa: A002
     try:
         text = ctx.transcript(job_id, format)
     except NotFound as error:
