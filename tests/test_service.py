@@ -21,6 +21,7 @@ from conftest import LIBRISPEECH, REPO, reference, run_cli, wer
 from service_client import TOKEN, get_json, request, service
 from services import free_port
 
+pytestmark = pytest.mark.e2e
 FILES = [LIBRISPEECH / "1688-142285-0000.flac", LIBRISPEECH / "1688-142285-0001.flac"]
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 
