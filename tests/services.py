@@ -191,8 +191,9 @@ class PostgresServer:
     user when started as root (the server refuses to run as root). stop()/start() keep the data:
     the outage test uses them."""
 
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:
         binaries = postgres_binaries()
+        self.fsync = fsync  # off for tests: a test cluster need not survive a power cut
         if binaries is None:
             raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql")
         self.bin = binaries
@@ -213,7 +214,7 @@ class PostgresServer:
 
     def start(self) -> None:
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.folder} " \
-                  "-c fsync=off -c max_connections=200"  # fmt: skip
+                  f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200"  # fmt: skip
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
 
     def stop(self) -> None:

@@ -4,10 +4,12 @@ Every test here runs once per store (the `location` fixture); the concurrency te
 store from 8 threads in each of 4 processes at once.
 """
 
+import gc
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -172,3 +174,15 @@ def test_eight_threads_in_each_of_four_processes(location, tmp_path):
         assert acks[job.id] == (1 if state == "succeeded" else 0), job
         assert job.lost_leases == 0 and job.lease_owner is None, job
     assert retried == [1] * sum(plan(job.key) == "bad-retried" for job in jobs.values())
+
+
+def test_a_thread_per_request_leaves_no_connection_open(tmp_path):
+    """The webhook's server starts a thread per request; each thread's SQLite connection closes with it."""
+    store = JobStore(tmp_path / "jobs.db")
+    open_files = len(os.listdir("/proc/self/fd"))
+    for _ in range(100):
+        thread = threading.Thread(target=store.status)
+        thread.start()
+        thread.join()
+    gc.collect()
+    assert len(os.listdir("/proc/self/fd")) <= open_files + 3

@@ -18,7 +18,6 @@ from batchscribe.jobs import migrations
 from batchscribe.jobs.store import (
     MAX_LOST_LEASES,
     STATES,
-    UNFINISHED,
     DeadLetter,
     Job,
     JobState,
@@ -226,8 +225,7 @@ class PostgresJobStore(JobStore):
 
     def unfinished(self) -> int:
         with self._transaction() as cur:
-            row = cur.execute("SELECT COUNT(*) AS n FROM jobs WHERE state = ANY(%s)", (list(UNFINISHED),)).fetchone()
-        return row["n"]
+            return cur.execute(UNFINISHED_COUNT).fetchone()["count"]
 
     def queued(self) -> int:
         with self._transaction() as cur:
@@ -249,8 +247,11 @@ class PostgresJobStore(JobStore):
         return StoreStatus(counts, letters, None if oldest is None else now - oldest, recent["n"], recent["s"])
 
 
-# Jobs a worker could claim now: what an autoscaler scales on (KEDA's postgresql trigger runs this
-# query as it is; deploy/kubernetes/ quotes it).
+# Jobs queued, running or waiting for a retry: what an autoscaler scales workers on (running ones
+# count, so scaling down never takes a worker whose batch is still needed). deploy/kubernetes/keda.yaml
+# runs this query as it is; its test checks that it is the same text.
+UNFINISHED_COUNT = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying')"
+# Jobs a worker could claim now (due queued/retrying ones and expired leases).
 QUEUED_NOW = (
     "SELECT COUNT(*) AS n FROM jobs WHERE (state IN ('queued', 'retrying') "
     "AND not_before <= EXTRACT(EPOCH FROM clock_timestamp())) "

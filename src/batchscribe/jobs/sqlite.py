@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Union
@@ -32,6 +33,18 @@ from batchscribe.jobs.store import (
 from batchscribe.storage.objects import StoredObject
 
 BUSY_TIMEOUT_SECONDS = 60
+
+
+class _Held:
+    """A thread's connection, closed when the thread ends and its thread-local slot goes (the
+    webhook's server starts a thread per request: their connections must not pile up)."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        self.db.close()
 
 
 class SqliteJobStore(JobStore):
@@ -56,15 +69,14 @@ class SqliteJobStore(JobStore):
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: weakref.WeakSet[_Held] = weakref.WeakSet()  # for close()
         self._migrate()
 
     def _db(self) -> sqlite3.Connection:
         """This thread's connection (a forked child opens its own: a parent's must not be reused)."""
-        db = getattr(self._local, "db", None)
-        if db is not None and self._local.pid == os.getpid():
-            return db
+        held = getattr(self._local, "held", None)
+        if held is not None and held.pid == os.getpid():
+            return held.db
         target = str(self.path) if self._create else self.path.as_uri() + "?mode=rw"
         db = sqlite3.connect(
             target, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False, uri=not self._create
@@ -72,16 +84,13 @@ class SqliteJobStore(JobStore):
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")  # a committed state survives a crash of the machine
-        self._local.db, self._local.pid = db, os.getpid()
-        with self._lock:
-            self._connections.append(db)
+        self._local.held = held = _Held(db)
+        self._connections.add(held)
         return db
 
     def close(self) -> None:
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for db in connections:
-            db.close()
+        for held in list(self._connections):
+            held.db.close()
         self._local = threading.local()
 
     @contextmanager

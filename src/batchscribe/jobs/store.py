@@ -237,8 +237,7 @@ class JobStore(ABC):
 
     @abstractmethod
     def queued(self) -> int:
-        """Jobs a worker could claim now (due queued/retrying ones and expired leases): what an
-        autoscaler scales on."""
+        """Jobs a worker could claim now (due queued/retrying ones and expired leases)."""
 
     @abstractmethod
     def status(self) -> StoreStatus: ...
