@@ -78,3 +78,22 @@ def longform_run(request, tmp_path_factory):
         "transcribe", f"{LONGFORM}.flac", "-o", str(out), "--word-timestamps", "--backend", request.param, check=True
     )
     return out, result
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One PostgreSQL server for the session (skipped where Debian's postgresql is not installed)."""
+    from services import postgres, postgres_binaries
+
+    if postgres_binaries() is None:
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql; .ci/run does)")
+    with postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_database(postgres_server, request):
+    """A fresh, empty database on the session's server: its URI."""
+    import re
+
+    return postgres_server.database(re.sub(r"\W", "_", request.node.name)[:50].lower() + f"_{os.getpid()}")

@@ -1,4 +1,5 @@
-"""Real servers on 127.0.0.1 for the tests: SeaweedFS (S3), moto in server mode (SQS, EventBridge), Ceph radosgw.
+"""Real servers on 127.0.0.1 for the tests: SeaweedFS (S3), moto in server mode (SQS, EventBridge), Ceph radosgw,
+PostgreSQL.
 
 Each runs as its own process, is waited for until it answers, and is stopped afterwards.
 """
@@ -11,12 +12,13 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 CEPH_UP = REPO.parent / "shared" / "tools" / "ceph-s3-up.sh"
@@ -175,3 +177,71 @@ def ceph_radosgw(folder: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         _stop_ceph(cluster)
+
+
+def postgres_binaries() -> Optional[Path]:
+    """Debian's PostgreSQL server binaries (the newest installed major version), or None."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]))
+    return found[-1].parent if found else None
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL cluster: initdb in a fresh folder, listening on 127.0.0.1 only (no
+    socket file outside that folder), trust authentication for the test user. Run as the `postgres`
+    user when started as root (the server refuses to run as root). stop()/start() keep the data:
+    the outage test uses them."""
+
+    def __init__(self, fsync: bool = False) -> None:
+        binaries = postgres_binaries()
+        self.fsync = fsync  # off for tests: a test cluster need not survive a power cut
+        if binaries is None:
+            raise RuntimeError("PostgreSQL is not installed: apt-get install postgresql")
+        self.bin = binaries
+        self.port = free_port()
+        self.folder = Path(tempfile.mkdtemp(prefix="batchscribe-pg-"))
+        self.data = self.folder / "data"
+        self.log = self.folder / "server.log"
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres", "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self.uri = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [str(self.bin / tool), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120, cwd=self.folder)
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.folder} " \
+                  f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=200"  # fmt: skip
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop")
+
+    def database(self, name: str) -> str:
+        """A new, empty database; its URI."""
+        import psycopg
+
+        with psycopg.connect(self.uri, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.uri.rsplit("/", 1)[0] + f"/{name}"
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextmanager
+def postgres() -> Iterator[PostgresServer]:
+    """A running PostgreSQL server on 127.0.0.1, stopped and removed afterwards."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        try:
+            server.stop()
+        except subprocess.CalledProcessError:
+            pass  # already stopped
+        server.remove()

@@ -78,10 +78,10 @@ def test_run_once_transcribes_a_folder_and_a_corrupt_file_dies_with_its_reason(t
     assert "corrupt.wav" in result.stdout
     assert_transcribed(inputs, tmp_path / "out")
     (dead,) = JobStore(store).jobs("dead")
-    assert dead.key == "corrupt.wav" and dead.attempts == 2 and "corrupt.wav" in dead.last_error
+    assert dead.key == "corrupt.wav" and dead.attempts == 1 and "corrupt.wav" in dead.last_error  # never retried
 
     listing = run_cli("jobs", "--state", "dead", "--store", str(store), check=True).stdout
-    assert "corrupt.wav" in listing and "attempts 2" in listing
+    assert "corrupt.wav" in listing and "attempts 1" in listing
     status = run_cli("status", "--store", str(store), check=True).stdout
     assert "succeeded 6" in status and "dead 1" in status
     # Fixed by the user, retried: the new content is a new version, and `retry` re-queues the dead job.

@@ -7,12 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from batchscribe.engine.device import BACKENDS, ENCODERS
 from batchscribe.engine.models import BUNDLED
 from batchscribe.errors import BatchscribeError
-from batchscribe.options import FORMATS, TranscribeOptions
-from batchscribe.pipeline import FAILURES_FILE, run
-from batchscribe.progress import TerminalProgress
+from batchscribe.options import BACKENDS, ENCODERS, FORMATS, TranscribeOptions
 
 
 def _formats(value: str) -> tuple[str, ...]:
@@ -113,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
+    from batchscribe.pipeline import FAILURES_FILE, run  # loaded here: `serve` never loads the engine
+    from batchscribe.progress import TerminalProgress
+
     options = transcribe_options(args, overwrite=args.overwrite)
     with TerminalProgress() as progress:
         summary = run(args.inputs, args.output_dir, options, listener=progress)

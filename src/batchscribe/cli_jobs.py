@@ -8,22 +8,25 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from batchscribe.jobs.store import STATES, JobStore
+from batchscribe.jobs.store import STATES, JobStore, StoreMissing, store_location
 from batchscribe.jobs.worker import Worker, WorkerOptions
 from batchscribe.storage.objects import split_uri
 
-DEFAULT_STORE = Path(os.environ.get("BATCHSCRIBE_STORE", ".batchscribe/jobs.db"))
+DEFAULT_STORE = ".batchscribe/jobs.db"
+STORE_ENV = "BATCHSCRIBE_STORE"
 
 
 def _store_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store", type=Path, default=None, help=f"the job store (SQLite) (default: {DEFAULT_STORE}, or for `run` "
-        "into a folder: OUTPUT/.batchscribe/jobs.db; env BATCHSCRIBE_STORE)"
+        "--store", default=None, help=f"the job store: a SQLite file path (or sqlite:///path) or "
+        f"postgresql://user:password@host:port/database (default: env {STORE_ENV}, else {DEFAULT_STORE}, or for "
+        "`run` into a folder: OUTPUT/.batchscribe/jobs.db)"
     )
 
 
@@ -56,6 +59,11 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lease-seconds", type=float, default=defaults.lease_seconds)
     parser.add_argument("--max-attempts", type=positive, default=3, help="failed attempts before a job is dead")
     parser.add_argument("--retry-backoff", type=float, default=10.0, help="seconds before the first retry (doubles)")
+    parser.add_argument(
+        "--metrics-port", type=int, default=None,
+        help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics (worker process N of --workers: PORT+N)",
+    )  # fmt: skip
+    parser.add_argument("--metrics-host", default="127.0.0.1", help="address for --metrics-port (default: 127.0.0.1)")
 
 
 def add_commands(commands) -> None:
@@ -76,10 +84,18 @@ def add_commands(commands) -> None:
     worker.add_argument("--exit-when-idle", action="store_true", help="stop when no job is left")
     worker.set_defaults(handler=_worker)
 
-    serve = commands.add_parser("serve", help="take S3 event notifications over HTTP (MinIO, Ceph) as jobs")
+    serve = commands.add_parser(
+        "serve", help="the HTTP service: S3 event notifications (MinIO, Ceph) as jobs, JSON API, web view, metrics"
+    )
     _route_options(serve, source_flag=True)
-    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind; other than loopback needs a token")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--token-file", type=Path, help="file holding the access token (default: env BATCHSCRIBE_TOKEN; none: no auth)"
+    )
+    serve.add_argument(
+        "--request-timeout", type=float, default=30.0, help="seconds a request's headers, then its body, may take"
+    )
     _store_option(serve)
     _endpoint_option(serve)
     serve.set_defaults(handler=_serve)
@@ -115,14 +131,28 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _store_path(args: argparse.Namespace) -> Path:
+def _store_path(args: argparse.Namespace) -> str:
+    """The store this command uses, resolved once (an absolute path or a PostgreSQL URI), so every
+    worker process opens the same one; an unsupported scheme is an error here, never a folder."""
     if args.store is None:
-        args.store = DEFAULT_STORE
+        args.store = os.environ.get(STORE_ENV) or DEFAULT_STORE
+    location = store_location(args.store)
+    args.store = location.target
+    args.store_shown = str(location)  # without a password
     return args.store
 
 
-def _open_store(args: argparse.Namespace) -> JobStore:
-    return JobStore(_store_path(args), getattr(args, "max_attempts", 3), getattr(args, "retry_backoff", 10.0))
+def _open_store(args: argparse.Namespace, create: bool = True) -> JobStore:
+    """The job store; reading commands pass create=False: a missing store is an error naming where
+    they looked, never a new empty store that reports zeros."""
+    location = _store_path(args)
+    try:
+        return JobStore(location, getattr(args, "max_attempts", 3), getattr(args, "retry_backoff", 10.0), create)
+    except StoreMissing as error:
+        hint = "" if os.environ.get(STORE_ENV) else (
+            "; `run` into a folder keeps its store in OUTPUT/.batchscribe/jobs.db"
+        )
+        raise StoreMissing(f"{error}{hint}") from None
 
 
 def _route(source: str, args: argparse.Namespace):
@@ -134,17 +164,24 @@ def _route(source: str, args: argparse.Namespace):
 def _submit(args: argparse.Namespace) -> int:
     _logging()
     added, known = _route(args.source, args).backfill(_open_store(args))
-    print(f"{added} queued, {known} already known; store: {args.store}")
+    print(f"{added} queued, {known} already known; store: {args.store_shown}")
     return 0
 
 
-def _work_here(args: argparse.Namespace, exit_when_idle: bool, idle: Optional[Callable[[], bool]] = None) -> None:
-    """One worker in this process (also the target of each --workers N process)."""
+def _work_here(
+    args: argparse.Namespace, exit_when_idle: bool, idle: Optional[Callable[[], bool]] = None, index: int = 0
+) -> None:
+    """One worker in this process (also the target of each --workers N process, `index` 0..N-1)."""
     _logging()
     from batchscribe.cli import transcribe_options
 
     options = WorkerOptions(args.files_per_batch, args.lease_seconds, 1.0, exit_when_idle, args.endpoint_url)
-    worker = Worker(_open_store(args), transcribe_options(args), options)
+    store = _open_store(args)
+    if args.metrics_port is not None:
+        from batchscribe.jobs.metrics import serve_worker_metrics
+
+        serve_worker_metrics(args.metrics_port + index, store, args.metrics_host)
+    worker = Worker(store, transcribe_options(args), options)
     worker.install_signal_handlers()
     worker.run(idle)
 
@@ -157,7 +194,7 @@ def _work(args: argparse.Namespace, exit_when_idle: bool, idle: Optional[Callabl
     _store_path(args)  # resolved once, so every process opens the same store
     context = multiprocessing.get_context("spawn")
     children = [
-        context.Process(target=_work_here, args=(args, exit_when_idle), name=f"worker-{n}")
+        context.Process(target=_work_here, args=(args, exit_when_idle, None, n), name=f"worker-{n}")
         for n in range(args.workers)
     ]
     for child in children:
@@ -197,17 +234,20 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     _logging()
-    from batchscribe.triggers.webhook import webhook_server
+    from batchscribe.service.app import ServiceOptions, create_app, serve
+    from batchscribe.service.auth import check_bind, load_token
 
-    server = webhook_server(_route(args.input, args), _open_store(args), args.host, args.port)
-    print(f"taking S3 event notifications at http://{args.host}:{server.server_address[1]}/", flush=True)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    token = load_token(args.token_file)
+    check_bind(args.host, token)
+    options = ServiceOptions(token, request_timeout=args.request_timeout, endpoint_url=args.endpoint_url)
+    app = create_app(_route(args.input, args), _open_store(args), options)
+    if token is None:
+        logging.getLogger("batchscribe.service").warning(
+            "no token (BATCHSCRIBE_TOKEN or --token-file): anyone on this machine can use the service"
+        )
+    print(f"batchscribe service at http://{args.host}:{args.port}/ (S3 event notifications: POST /; "
+          "API: /api, described at /openapi.json; metrics: /metrics)", flush=True)  # fmt: skip
+    serve(app, args.host, args.port, options)
     return 0
 
 
@@ -219,8 +259,9 @@ def _run(args: argparse.Namespace) -> int:
     started = time.time()
     route = _route(args.source, args)
     scheme, _, output_folder = split_uri(route.dest_root)
-    if args.store is None and "BATCHSCRIBE_STORE" not in os.environ and scheme == "file":
-        args.store = Path(output_folder) / ".batchscribe" / "jobs.db"  # delete the outputs, and the record goes too
+    if args.store is None and not os.environ.get(STORE_ENV) and scheme == "file":
+        # delete the outputs, and the record goes too
+        args.store = str(Path(output_folder) / ".batchscribe" / "jobs.db")
     store = _open_store(args)
     is_folder = split_uri(route.source.root)[0] == "file"
     if args.once or not is_folder:
@@ -238,7 +279,7 @@ def _run(args: argparse.Namespace) -> int:
     dead = [job for job in store.jobs("dead") if job.updated >= started]
     summary = store.status()
     print(f"{summary.counts['succeeded']} succeeded, {summary.counts['dead']} dead; transcripts in {args.output}; "
-          f"job store: {args.store}")  # fmt: skip
+          f"job store: {args.store_shown}")  # fmt: skip
     for job in dead:
         error = job.last_error or ""
         print(f"dead: {error if error.startswith(job.source_uri) else f'{job.source_uri}: {error}'}")
@@ -250,7 +291,8 @@ def _clock(epoch: Optional[float]) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    status = _open_store(args).status()
+    status = _open_store(args, create=False).status()
+    print(f"job store: {args.store_shown}")
     print("  ".join(f"{state} {count}" for state, count in status.counts.items()))
     print(
         f"last hour: {status.finished_last_hour} files, {status.audio_seconds_last_hour / 3600:.2f} h of audio; "
@@ -262,7 +304,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _jobs(args: argparse.Namespace) -> int:
-    store = _open_store(args)
+    store = _open_store(args, create=False)
+    print(f"job store: {args.store_shown}", file=sys.stderr)  # stdout stays one line per job
     if args.dead_letters:
         for letter in store.dead_letters():
             print(f"{letter.id}\t{_clock(letter.received)}\t{letter.origin}\t{letter.error}\t{letter.body[:200]!r}")
@@ -278,6 +321,6 @@ def _retry(args: argparse.Namespace) -> int:
 
     if not args.job_ids and not args.dead:
         raise OptionsError("name the jobs to retry, or --dead for every dead job")
-    count = _open_store(args).retry(args.job_ids, dead=args.dead)
-    print(f"{count} job(s) queued again")
+    count = _open_store(args, create=False).retry(args.job_ids, dead=args.dead)
+    print(f"{count} job(s) queued again; store: {args.store_shown}")
     return 0

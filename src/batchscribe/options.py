@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal, Optional
 
+ENCODERS = ("auto", "ct2", "torch")  # engine/device.py says what each means
+BACKENDS = ("auto", "ct2", "torch")
+
 FORMATS = ("txt", "srt", "vtt", "json")
 
 

@@ -31,7 +31,7 @@ from batchscribe.outputs.layout import output_path, plan_stems
 from batchscribe.outputs.resume import content_sha256, is_done, mark_done, settings_key
 from batchscribe.outputs.segments import build_segments
 from batchscribe.outputs.writers import WRITERS, render, write_atomic
-from batchscribe.results import FileResult, RunSummary, Transcript, Word
+from batchscribe.results import FailureKind, FileResult, RunSummary, Transcript, Word
 
 FAILURES_FILE = "failures.jsonl"
 LANGUAGE_PROBE_SECONDS = 5.0  # speech gathered before a file's language is detected
@@ -75,6 +75,7 @@ class _FileRead:
 class _FileFailed:
     job_id: int
     error: str
+    failure: FailureKind
 
 
 _END = object()
@@ -142,9 +143,11 @@ class _Producer(threading.Thread):
                 count += 1
             self._put(_FileRead(job_id, stream.decoded_seconds, count, language, probability))
         except BatchscribeError as error:
-            self._put(_FileFailed(job_id, str(error)))
-        except Exception as error:  # a decoder bug must not stop the batch
-            self._put(_FileFailed(job_id, f"{job.input.path}: unexpected error while reading: {error!r}"))
+            self._put(_FileFailed(job_id, str(error), FailureKind.of(error)))
+        except Exception as error:  # a decoder bug must not stop the batch (and recurs on the same bytes)
+            kind = FailureKind.TRANSIENT if isinstance(error, (OSError, MemoryError)) else FailureKind.BAD_INPUT
+            message = f"{job.input.path}: unexpected error while reading: {error!r}"
+            self._put(_FileFailed(job_id, message, kind))
 
     def _with_language(self, pieces: Iterator[SpeechPiece]) -> Iterator[tuple[SpeechPiece, str, float]]:
         """Tag pieces with the file's language, detected on its first seconds of speech."""
@@ -205,8 +208,8 @@ class _Run:
         if self.listener:
             self.listener.file_finished(result)
 
-    def fail(self, source: str, error: str) -> None:
-        self.finish(FileResult(source=source, status="failed", error=error))
+    def fail(self, source: str, error: str, failure: FailureKind = FailureKind.TRANSIENT) -> None:
+        self.finish(FileResult(source=source, status="failed", error=error, failure=failure))
 
     def pending_jobs(self, files: list[InputFile]) -> tuple[dict[int, _Job], int]:
         jobs: dict[int, _Job] = {}
@@ -327,7 +330,7 @@ class Transcriber:
         this_run = _Run(self.options, Path(output_dir) if output_dir is not None else None, listener)
         files, missing = discover(inputs)
         for item in missing:
-            this_run.fail(item.spec, item.error)
+            this_run.fail(item.spec, item.error, FailureKind.BAD_INPUT)
         jobs, skipped = this_run.pending_jobs(files)
         if listener:
             listener.started(len(files) + len(missing), skipped)
@@ -402,7 +405,7 @@ def _transcribe(
             raise item
         if isinstance(item, _FileFailed):
             failed.add(item.job_id)
-            this_run.fail(str(jobs[item.job_id].input.path), item.error)
+            this_run.fail(str(jobs[item.job_id].input.path), item.error, item.failure)
         elif isinstance(item, _FileRead):
             job = jobs[item.job_id]
             job.duration, job.piece_count = item.duration, item.piece_count

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Literal, Optional
+
+from batchscribe.errors import is_bad_input
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,20 @@ class Transcript:
 FileStatus = Literal["ok", "failed", "skipped"]
 
 
+class FailureKind(str, Enum):
+    """Why a file failed, as a retry policy needs it (see errors.is_bad_input)."""
+
+    BAD_INPUT = "bad input"  # the same bytes fail the same way every time: never retried
+    TRANSIENT = "transient"  # storage, network, memory, the model: another attempt may succeed
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def of(cls, error: BaseException) -> "FailureKind":
+        return cls.BAD_INPUT if is_bad_input(error) else cls.TRANSIENT
+
+
 @dataclass
 class FileResult:
     source: str
@@ -51,6 +68,7 @@ class FileResult:
     transcript: Optional[Transcript] = None
     error: Optional[str] = None
     audio_seconds: float = 0.0
+    failure: Optional[FailureKind] = None  # set when status is "failed"
 
 
 @dataclass

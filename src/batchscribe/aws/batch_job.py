@@ -20,6 +20,7 @@ from batchscribe.errors import InputError, OptionsError
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.writers import render
 from batchscribe.pipeline import Transcriber
+from batchscribe.results import FailureKind
 from batchscribe.storage.keys import checked_key
 from batchscribe.storage.objects import open_store, put_transcript, split_uri
 
@@ -81,8 +82,11 @@ def run_job(
             summary = transcriber.run(list(local), None)
             for result in summary.results:
                 relative = local[result.source]
-                if result.transcript is None:
-                    bad += 1
+                if result.transcript is None:  # bad input recurs (3); a read or model failure may not (1)
+                    if result.failure is FailureKind.TRANSIENT:
+                        transient += 1
+                    else:
+                        bad += 1
                     log.error("%s", (result.error or "failed").replace(result.source, source.root + relative))
                     continue
                 texts = render(result.transcript, summary.model, source.root + relative, options)

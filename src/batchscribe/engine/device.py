@@ -33,6 +33,7 @@ os.environ.setdefault("CT2_USE_EXPERIMENTAL_PACKED_GEMM", "1")
 import ctranslate2  # noqa: E402  (must see the setting above)
 
 from batchscribe.errors import OptionsError
+from batchscribe.options import BACKENDS, ENCODERS  # noqa: F401 (with the options: the CLI loads no engine)
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,6 @@ BEST_BATCH_SIZE = {"ct2": 4, "torch": 8}
 # win, up to a point (tiny.en on an H200, model loaded, 60 short files / the 513 s file: 3.05 / 2.16 s
 # at 16, 2.53 / 1.88 s at 32, 2.75 / 2.38 s at 64; bench/results/gpu-h200).
 BEST_CUDA_BATCH_SIZE = 32
-ENCODERS = ("auto", "ct2", "torch")
-BACKENDS = ("auto", "ct2", "torch")
 TORCH_COMPUTE_TYPES = ("bfloat16", "float16", "float32")
 
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from batchscribe.jobs.metrics import worker_metrics
 from batchscribe.jobs.store import Job, JobStore
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.writers import render
-from batchscribe.pipeline import Transcriber
-from batchscribe.results import FileResult
+from batchscribe.results import FailureKind, FileResult
 from batchscribe.storage.objects import Store, open_store, put_transcript
 
 log = logging.getLogger("batchscribe.worker")
@@ -42,15 +42,40 @@ class _Stopping(Exception):
     """Raised inside a batch after a second stop request: give the rest back."""
 
 
+class _Held:
+    """The jobs this worker holds a lease on (in flight, or finished but not yet acknowledged).
+    The heartbeat thread reads it while the main thread changes it, hence the lock."""
+
+    def __init__(self) -> None:
+        self._ids: set[int] = set()
+        self._lock = threading.Lock()
+
+    def add(self, job_ids: list[int]) -> None:
+        with self._lock:
+            self._ids.update(job_ids)
+
+    def discard(self, job_id: int) -> None:
+        with self._lock:
+            self._ids.discard(job_id)
+
+    def ids(self) -> list[int]:
+        with self._lock:
+            return sorted(self._ids)
+
+
 class Worker:
     def __init__(self, store: JobStore, options: TranscribeOptions, worker_options: WorkerOptions = WorkerOptions()):
         self.store = store
         self.options = options
         self.settings = worker_options
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        from batchscribe.pipeline import Transcriber  # the engine: loaded by workers, never by `serve`
+
         self.transcriber = Transcriber(options)
         self.stop_requests = 0
         self._stores: dict[str, Store] = {}
+        self._held = _Held()
+        self._owed: list[tuple[str, Callable[[], object]]] = []  # store updates made while it was unreachable
 
     def request_stop(self, *_: object) -> None:
         self.stop_requests += 1
@@ -61,15 +86,34 @@ class Worker:
         signal.signal(signal.SIGINT, self.request_stop)
 
     def run(self, idle: Optional[Callable[[], bool]] = None) -> None:
-        """Work until asked to stop (or, with exit_when_idle, until nothing is left and `idle()` agrees)."""
-        while not self.stop_requests:
-            jobs = self.store.claim(self.owner, self.settings.files_per_batch, self.settings.lease_seconds)
-            if jobs:
+        """Work until asked to stop (or, with exit_when_idle, until nothing is left and `idle()` agrees).
+        An unreachable job store pauses the work, never ends it: finished transcripts are kept and
+        acknowledged once it answers again."""
+        beat = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(beat,), name="heartbeat", daemon=True)
+        heartbeat.start()
+        try:
+            while not self.stop_requests:
+                if not self._settle_owed():
+                    time.sleep(self.settings.poll_seconds)
+                    continue
+                try:
+                    jobs = self.store.claim(self.owner, self.settings.files_per_batch, self.settings.lease_seconds)
+                    if not jobs:
+                        if self.settings.exit_when_idle and self.store.unfinished() == 0 and (idle is None or idle()):
+                            return
+                        time.sleep(self.settings.poll_seconds)
+                        continue
+                except Exception as error:
+                    log.warning("job store unreachable, waiting: %s", error)
+                    time.sleep(self.settings.poll_seconds)
+                    continue
                 self.run_batch(jobs)
-                continue
-            if self.settings.exit_when_idle and self.store.unfinished() == 0 and (idle is None or idle()):
-                return
-            time.sleep(self.settings.poll_seconds)
+            while self.stop_requests < 2 and not self._settle_owed():  # a first stop still acknowledges
+                time.sleep(self.settings.poll_seconds)
+        finally:
+            beat.set()
+            heartbeat.join()
 
     def _store(self, root: str) -> Store:
         if root not in self._stores:
@@ -77,10 +121,9 @@ class Worker:
         return self._stores[root]
 
     def run_batch(self, jobs: list[Job]) -> None:
-        pending = {job.id: job for job in jobs}
-        beat = threading.Event()
-        heartbeat = threading.Thread(target=self._heartbeat, args=(pending, beat), daemon=True)
-        heartbeat.start()
+        pending = {job.id: job for job in jobs}  # the main thread's own: jobs not yet finished either way
+        self._held.add(list(pending))
+        self._claimed = time.monotonic()
         try:
             with tempfile.TemporaryDirectory(prefix="batchscribe-") as scratch:
                 by_path = self._fetch(pending, Path(scratch))
@@ -90,14 +133,15 @@ class Worker:
             for job in list(pending.values()):  # the pipeline reports every file; this is a safety net
                 self._fail(pending, job, "the transcription run ended without a result for this file")
         except _Stopping:
-            self.store.release(self.owner, list(pending))
+            for job_id in list(pending):
+                self._held.discard(job_id)
+            self._record("release", lambda ids=list(pending): self.store.release(self.owner, ids), owe=False)
         except Exception as error:  # model or machine trouble: every unfinished job fails this attempt
             log.exception("batch failed")
             for job in list(pending.values()):
                 self._fail(pending, job, f"batch failed: {error!r}")
         finally:
-            beat.set()
-            heartbeat.join()
+            worker_metrics().batch_done(time.monotonic() - self._claimed, self.transcriber.model_load_seconds)
 
     def _fetch(self, pending: dict[int, Job], scratch: Path) -> dict[Path, Job]:
         by_path = {}
@@ -105,23 +149,28 @@ class Worker:
             try:
                 path = self._store(job.source_root).local_copy(job.key, scratch / str(job.id))
             except Exception as error:
-                self._fail(pending, job, f"{job.source_uri}: cannot be fetched: {error}")
+                bad = FailureKind.of(error) is FailureKind.BAD_INPUT  # e.g. deleted since it was queued
+                self._fail(pending, job, f"{job.source_uri}: cannot be fetched: {error}", permanent=bad)
                 continue
             by_path[path] = job
         return by_path
 
-    def _heartbeat(self, pending: dict[int, Job], stop: threading.Event) -> None:
+    def _heartbeat(self, stop: threading.Event) -> None:
         while not stop.wait(self.settings.lease_seconds / 3):
+            held = self._held.ids()
+            if not held:
+                continue
             try:
-                self.store.heartbeat(self.owner, list(pending), self.settings.lease_seconds)
-            except Exception:  # a busy store: the next beat will do
-                log.exception("heartbeat failed")
+                self.store.heartbeat(self.owner, held, self.settings.lease_seconds)
+            except Exception as error:  # a busy or restarting store: the next beat will do
+                log.warning("heartbeat failed: %s", error)
 
     def finish(self, pending: dict[int, Job], job: Job, result: FileResult) -> None:
         if self.stop_requests > 1:
             raise _Stopping()
         if result.status != "ok" or result.transcript is None:
-            self._fail(pending, job, (result.error or "failed").replace(result.source, job.source_uri))
+            error = (result.error or "failed").replace(result.source, job.source_uri)
+            self._fail(pending, job, error, permanent=result.failure is FailureKind.BAD_INPUT)
             return
         texts = render(result.transcript, self.transcriber.model.name, job.source_uri, self.options)
         try:
@@ -130,13 +179,55 @@ class Worker:
             self._fail(pending, job, f"{job.source_uri}: cannot store its transcript: {error}")
             return
         pending.pop(job.id, None)
-        if self.store.succeed(job.id, self.owner, result.audio_seconds):
-            log.info("done: %s", job.source_uri)
+        took = time.monotonic() - self._claimed
 
-    def _fail(self, pending: dict[int, Job], job: Job, error: str) -> None:
+        def acknowledge(job: Job = job, seconds: float = result.audio_seconds) -> None:
+            if self.store.succeed(job.id, self.owner, seconds):
+                log.info("done: %s", job.source_uri)
+                worker_metrics().job_succeeded(took, seconds)
+            else:
+                log.warning("%s: transcribed, but its lease had passed to another worker", job.source_uri)
+            self._held.discard(job.id)
+
+        self._record(f"done: {job.source_uri}", acknowledge)
+
+    def _fail(self, pending: dict[int, Job], job: Job, error: str, permanent: bool = False) -> None:
         pending.pop(job.id, None)
-        state = self.store.fail(job.id, self.owner, error)
-        log.warning("%s (%s)", error, state)
+        worker_metrics().job_failed(error)
+
+        def record(job: Job = job) -> None:
+            state = self.store.fail(job.id, self.owner, error, permanent)
+            self._held.discard(job.id)
+            log.warning("%s (%s)", error, state)
+
+        self._record(f"failed: {job.source_uri}", record)
+
+    def _record(self, what: str, update: Callable[[], object], owe: bool = True) -> None:
+        """Tell the store; if it cannot be reached, keep the update (and its lease) to tell it later."""
+        if self._owed and owe:  # keep the order: an earlier update still waits
+            self._owed.append((what, update))
+            return
+        try:
+            update()
+        except Exception as error:
+            if not owe:
+                log.warning("job store unreachable (%s): %s", what, error)
+                return
+            log.warning("job store unreachable (%s): %s; kept, to be recorded when it answers", what, error)
+            self._owed.append((what, update))
+
+    def _settle_owed(self) -> bool:
+        """Record the updates kept while the store was unreachable; True once none is left."""
+        while self._owed:
+            what, update = self._owed[0]
+            try:
+                update()
+            except Exception as error:
+                log.warning("job store still unreachable (%s): %s", what, error)
+                return False
+            self._owed.pop(0)
+            log.info("recorded after the store came back: %s", what)
+        return True
 
 
 class _BatchListener:

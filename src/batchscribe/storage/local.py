@@ -1,4 +1,10 @@
-"""A local folder as a store (the embedded default)."""
+"""A local folder as a store (the embedded default).
+
+A file's version is its content's sha256, not its modification time: the same recording copied
+in again (`cp` gives it a new mtime) is the same version, so it is one job, transcribed once.
+Hashes are cached by (size, mtime, inode), so a folder watch polling every second reads a file
+again only when it changed.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from pathlib import Path
 from typing import Iterator
 
 from batchscribe.errors import InputError
+from batchscribe.outputs.resume import content_sha256
 from batchscribe.outputs.writers import write_atomic
 from batchscribe.storage.keys import checked_key
 from batchscribe.storage.objects import StoredObject
@@ -16,6 +23,7 @@ class LocalStore:
     def __init__(self, folder: Path):
         self.folder = folder.resolve()
         self.root = self.folder.as_uri() + "/"
+        self._hashes: dict[Path, tuple[tuple[int, int, int], str]] = {}  # path -> (stat, sha256)
 
     def _path(self, key: str) -> Path:
         path = self.folder / checked_key(key)
@@ -25,7 +33,17 @@ class LocalStore:
 
     def _object(self, path: Path, stat: os.stat_result) -> StoredObject:
         key = path.relative_to(self.folder).as_posix()
-        return StoredObject(self.root, key, f"{stat.st_size}-{stat.st_mtime_ns}", stat.st_size)
+        return StoredObject(self.root, key, self._version(path, stat), stat.st_size)
+
+    def _version(self, path: Path, stat: os.stat_result) -> str:
+        signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        cached = self._hashes.get(path)
+        if cached is None or cached[0] != signature:
+            try:
+                cached = self._hashes[path] = (signature, "sha256:" + content_sha256(path))
+            except PermissionError:  # still a job, which then fails saying why
+                return f"{stat.st_size}-{stat.st_mtime_ns}"
+        return cached[1]
 
     def list(self) -> Iterator[StoredObject]:
         for root, dirs, files in os.walk(self.folder):
@@ -50,3 +68,10 @@ class LocalStore:
 
     def put_text(self, key: str, text: str) -> None:
         write_atomic(self._path(key), text)
+
+    def read_text(self, key: str) -> str:
+        """A stored text (a transcript); InputError if there is none."""
+        try:
+            return self._path(key).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InputError(f"{self.root}{key}: no such file") from None

@@ -1,8 +1,8 @@
 """Where audio comes from and transcripts go: a local folder or an S3 prefix, addressed by URI.
 
 A store is rooted at a folder or `s3://bucket/prefix/`; keys are relative to that root.
-Every object has a version (S3: its ETag; a local file: size and modification time), so a job
-can name exactly the content it transcribed.
+Every object has a version (S3: its ETag; a local file: its content's sha256), so a job can
+name exactly the content it transcribed.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class Store(Protocol):
     def local_copy(self, key: str, folder: Path) -> Path: ...
 
     def put_text(self, key: str, text: str) -> None: ...
+
+    def read_text(self, key: str) -> str: ...
 
 
 def split_uri(uri: str) -> tuple[str, Optional[str], str]:

@@ -60,3 +60,10 @@ class S3Store:
         body = text.encode("utf-8")
         content_type = "application/json" if key.endswith(".json") else "text/plain; charset=utf-8"
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, ContentType=content_type)
+
+    def read_text(self, key: str) -> str:
+        """A stored text (a transcript); InputError if there is none."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read().decode("utf-8")
+        except self.client.exceptions.NoSuchKey:
+            raise InputError(f"{self.root}{key}: no such object") from None

@@ -15,6 +15,7 @@ from batchscribe.triggers.events import MalformedEvent, parse_events
 from batchscribe.triggers.route import Route
 
 log = logging.getLogger("batchscribe.triggers")
+KEPT_BODY = 64 << 10  # characters of a dead-lettered body kept: enough to see what it was, not a flood's size
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ def take_message(body: str, origin: str, route: Route, jobs: JobStore) -> Intake
         events = parse_events(body)
     except MalformedEvent as error:
         log.warning("dead-lettered a message from %s: %s", origin, error)
-        jobs.dead_letter(origin, body, str(error))
+        jobs.dead_letter(origin, body[:KEPT_BODY], str(error))
         return Intake(malformed=True)
     queued = 0
     for created in events:

@@ -1,58 +1,30 @@
-"""An HTTP endpoint that takes S3 event notifications pushed by MinIO, Ceph or anything alike.
+"""What the webhook answers a pushed message: S3 event notifications from MinIO, Ceph or anything alike.
 
-POST a notification (`{"Records": [...]}`, or an EventBridge event) to any path: 200 with what
-was queued, or 400 with why the body was not understood (it is dead-lettered as well).
-GET /healthz answers 200 while the job store is reachable.
+A notification (`{"Records": [...]}`, an EventBridge event, or the seed's `{bucket, key}`) gets
+200 with what was queued; a body that is not one gets 400 with why, and is dead-lettered; a
+store that cannot take it right now gets 503, so the sender retries. The HTTP side (limits,
+authentication) is batchscribe.service's; this module holds the semantics, free of any framework.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from batchscribe.jobs.store import JobStore
 from batchscribe.triggers.intake import take_message
 from batchscribe.triggers.route import Route
 
 log = logging.getLogger("batchscribe.triggers")
-MAX_BODY = 8 << 20
+MAX_BODY = 8 << 20  # bytes; S3 notifications are a few KB, SNS caps messages at 256 KB
 
 
-def webhook_server(route: Route, jobs: JobStore, host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def _reply(self, code: int, document: dict) -> None:
-            body = json.dumps(document).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path.rstrip("/") == "/healthz":
-                self._reply(200, {"unfinished_jobs": jobs.unfinished()})
-            else:
-                self._reply(404, {"error": "POST S3 event notifications here; GET /healthz for health"})
-
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self._reply(413, {"error": f"body over {MAX_BODY} bytes"})
-                return
-            body = self.rfile.read(length).decode("utf-8", errors="replace")
-            try:
-                intake = take_message(body, f"http:{self.client_address[0]}{self.path}", route, jobs)
-            except Exception as error:  # the sender will retry: say so with a 503
-                log.exception("could not take a pushed event")
-                self._reply(503, {"error": str(error)})
-                return
-            if intake.malformed:
-                self._reply(400, {"error": "not an S3 event notification; dead-lettered"})
-            else:
-                self._reply(200, {"announced": intake.announced, "queued": intake.queued})
-
-        def log_message(self, format: str, *args) -> None:  # noqa: A002
-            log.debug("%s " + format, self.client_address[0], *args)
-
-    return ThreadingHTTPServer((host, port), Handler)
+def take_post(body: bytes, origin: str, route: Route, jobs: JobStore) -> tuple[int, dict]:
+    """(HTTP status, JSON document) for one POSTed body received from `origin`."""
+    try:
+        intake = take_message(body.decode("utf-8", errors="replace"), origin, route, jobs)
+    except Exception as error:  # the sender will retry: say so with a 503
+        log.exception("could not take a pushed event")
+        return 503, {"error": str(error)}
+    if intake.malformed:
+        return 400, {"error": "not an S3 event notification; dead-lettered"}
+    return 200, {"announced": intake.announced, "queued": intake.queued}
