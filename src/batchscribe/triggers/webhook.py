@@ -55,4 +55,9 @@ def webhook_server(route: Route, jobs: JobStore, host: str = "127.0.0.1", port: 
         def log_message(self, format: str, *args) -> None:  # noqa: A002
             log.debug("%s " + format, self.client_address[0], *args)
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return _Server((host, port), Handler)
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # socketserver's 5 resets connections when many senders post at once
+    daemon_threads = True
