@@ -16,6 +16,8 @@ from typing import Iterator, Optional, Union
 from batchscribe.errors import BatchscribeError
 from batchscribe.jobs import migrations
 from batchscribe.jobs.store import (
+    JOB_COLUMNS,
+    LETTER_COLUMNS,
     MAX_LOST_LEASES,
     STATES,
     DeadLetter,
@@ -31,6 +33,7 @@ from batchscribe.storage.objects import StoredObject
 POOL_SIZE = 8  # a worker uses 2-3 connections (main, heartbeat, SQS intake); a webhook more
 WAIT_SECONDS = 10.0  # for a connection: longer means the server is down; the caller decides what then
 MIGRATION_LOCK = 0x62617463  # pg_advisory_xact_lock key: one process migrates at a time
+_CLAIMED = ", ".join(f"jobs.{column}" for column in JOB_COLUMNS.split(", "))  # `id` alone is ambiguous there
 _NOW = "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8 AS now"
 
 
@@ -130,7 +133,7 @@ class PostgresJobStore(JobStore):
                 "OR (state='running' AND lease_expires < %(now)s) ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
                 "UPDATE jobs SET state='running', lease_owner=%(owner)s, lease_expires=%(expires)s, updated=%(now)s, "
                 "lost_leases = jobs.lost_leases + CASE WHEN jobs.state = 'running' THEN 1 ELSE 0 END "
-                "FROM picked WHERE jobs.id = picked.id RETURNING jobs.*",
+                "FROM picked WHERE jobs.id = picked.id RETURNING " + _CLAIMED,
                 {"now": now, "limit": limit, "owner": owner, "expires": now + lease_seconds},
             ).fetchall()
         return sorted((Job(**row) for row in rows), key=lambda job: job.id)
@@ -199,14 +202,14 @@ class PostgresJobStore(JobStore):
             )
 
     def jobs(self, state: Optional[str] = None, limit: int = 1000) -> list[Job]:
-        query = "SELECT * FROM jobs" + (" WHERE state=%s" if state else "") + " ORDER BY id LIMIT %s"
+        query = f"SELECT {JOB_COLUMNS} FROM jobs" + (" WHERE state=%s" if state else "") + " ORDER BY id LIMIT %s"
         with self._transaction() as cur:
             rows = cur.execute(query, ((str(state), limit) if state else (limit,))).fetchall()
         return [Job(**row) for row in rows]
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         with self._transaction() as cur:
-            rows = cur.execute("SELECT * FROM dead_letters ORDER BY id LIMIT %s", (limit,)).fetchall()
+            rows = cur.execute(f"SELECT {LETTER_COLUMNS} FROM dead_letters ORDER BY id LIMIT %s", (limit,)).fetchall()
         return [DeadLetter(**row) for row in rows]
 
     def unfinished(self) -> int:

@@ -19,6 +19,8 @@ from typing import Iterator, Optional, Union
 
 from batchscribe.jobs import migrations
 from batchscribe.jobs.store import (
+    JOB_COLUMNS,
+    LETTER_COLUMNS,
     MAX_LOST_LEASES,
     STATES,
     UNFINISHED,
@@ -152,7 +154,7 @@ class SqliteJobStore(JobStore):
                 "UPDATE jobs SET state='running', lease_owner=?, lease_expires=?, updated=?, "
                 "lost_leases = lost_leases + (state = 'running') "
                 "WHERE id IN (SELECT id FROM jobs WHERE (state IN ('queued', 'retrying') AND not_before <= ?) "
-                "OR (state='running' AND lease_expires < ?) ORDER BY id LIMIT ?) RETURNING *",
+                f"OR (state='running' AND lease_expires < ?) ORDER BY id LIMIT ?) RETURNING {JOB_COLUMNS}",
                 (owner, now + lease_seconds, now, now, now, limit),
             ).fetchall()
         return sorted((Job(**dict(row)) for row in rows), key=lambda job: job.id)
@@ -222,14 +224,14 @@ class SqliteJobStore(JobStore):
             )
 
     def jobs(self, state: Optional[str] = None, limit: int = 1000) -> list[Job]:
-        query = "SELECT * FROM jobs" + (" WHERE state=?" if state else "") + " ORDER BY id LIMIT ?"
+        query = f"SELECT {JOB_COLUMNS} FROM jobs" + (" WHERE state=?" if state else "") + " ORDER BY id LIMIT ?"
         with self._read() as db:
             rows = db.execute(query, ((str(state), limit) if state else (limit,))).fetchall()
         return [Job(**dict(row)) for row in rows]
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         with self._read() as db:
-            rows = db.execute("SELECT * FROM dead_letters ORDER BY id LIMIT ?", (limit,)).fetchall()
+            rows = db.execute(f"SELECT {LETTER_COLUMNS} FROM dead_letters ORDER BY id LIMIT ?", (limit,)).fetchall()
         return [DeadLetter(**dict(row)) for row in rows]
 
     def unfinished(self) -> int:

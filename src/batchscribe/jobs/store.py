@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
 from typing import Optional, Union
@@ -74,6 +74,10 @@ class Job:
         return self.source_root + self.key
 
 
+# Named, not `*`: a later migration may add columns that an older worker's Job does not have.
+JOB_COLUMNS = ", ".join(field.name for field in fields(Job))
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     id: int
@@ -81,6 +85,9 @@ class DeadLetter:
     origin: str
     body: str
     error: str
+
+
+LETTER_COLUMNS = ", ".join(field.name for field in fields(DeadLetter))
 
 
 @dataclass(frozen=True)
