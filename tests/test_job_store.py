@@ -85,7 +85,9 @@ def test_an_expired_lease_is_taken_over_and_the_old_worker_cannot_ack(store):
     assert again.id == job.id and again.lost_leases == 1 and again.attempts == 0
     assert not store.succeed(job.id, "killed", 1.0)
     assert store.succeed(job.id, "alive", 1.0)
-    assert store.status().counts["succeeded"] == 1
+    assert store.succeed(job.id, "alive", 1.0)  # the same acknowledgement retried: still recorded once
+    assert not store.succeed(job.id, "killed", 1.0)
+    assert store.status().counts["succeeded"] == 1 and store.jobs()[0].lease_owner == "alive"
 
 
 def test_a_file_that_kills_every_worker_ends_dead(store):
@@ -172,7 +174,7 @@ def test_eight_threads_in_each_of_four_processes(location, tmp_path):
         state, attempts, failures = expected[plan(job.key)]
         assert (job.state, job.attempts, fails[job.id]) == (state, attempts, failures), job
         assert acks[job.id] == (1 if state == "succeeded" else 0), job
-        assert job.lost_leases == 0 and job.lease_owner is None, job
+        assert job.lost_leases == 0 and (job.lease_owner is None) == (state == "dead"), job
     assert retried == [1] * sum(plan(job.key) == "bad-retried" for job in jobs.values())
 
 

@@ -149,14 +149,15 @@ class PostgresJobStore(JobStore):
     def succeed(self, job_id: int, owner: str, audio_seconds: float) -> bool:
         with self._transaction() as cur:
             now = self._now(cur)
-            return (
-                cur.execute(
-                    "UPDATE jobs SET state='succeeded', audio_seconds=%s, lease_owner=NULL, updated=%s, finished=%s, "
-                    "last_error=NULL WHERE id=%s AND lease_owner=%s AND state='running'",
-                    (audio_seconds, now, now, job_id, owner),
-                ).rowcount
-                == 1
-            )
+            done = cur.execute(
+                "UPDATE jobs SET state='succeeded', audio_seconds=%s, updated=%s, finished=%s, "
+                "last_error=NULL WHERE id=%s AND lease_owner=%s AND state='running'",
+                (audio_seconds, now, now, job_id, owner),
+            ).rowcount
+            if done == 1:
+                return True
+            again = "SELECT 1 FROM jobs WHERE id=%s AND lease_owner=%s AND state='succeeded'"
+            return cur.execute(again, (job_id, owner)).fetchone() is not None
 
     def fail(self, job_id: int, owner: str, error: str, permanent: bool = False) -> Optional[JobState]:
         with self._transaction() as cur:

@@ -174,11 +174,14 @@ class SqliteJobStore(JobStore):
         now = time.time()
         with self._write() as db:
             cursor = db.execute(
-                "UPDATE jobs SET state='succeeded', audio_seconds=?, lease_owner=NULL, updated=?, finished=?, "
+                "UPDATE jobs SET state='succeeded', audio_seconds=?, updated=?, finished=?, "
                 "last_error=NULL WHERE id=? AND lease_owner=? AND state='running'",
                 (audio_seconds, now, now, job_id, owner),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount == 1:
+                return True
+            again = "SELECT 1 FROM jobs WHERE id=? AND lease_owner=? AND state='succeeded'"
+            return db.execute(again, (job_id, owner)).fetchone() is not None
 
     def fail(self, job_id: int, owner: str, error: str, permanent: bool = False) -> Optional[JobState]:
         now = time.time()

@@ -193,7 +193,9 @@ class JobStore(ABC):
 
     @abstractmethod
     def succeed(self, job_id: int, owner: str, audio_seconds: float) -> bool:
-        """Mark done; False if this worker had lost the lease (another one took the job over)."""
+        """Mark done; False if this worker had lost the lease (another one took the job over). True
+        again for an acknowledgement already recorded (retried after its reply was lost with the
+        connection): a succeeded job keeps the owner that finished it in `lease_owner`."""
 
     @abstractmethod
     def fail(self, job_id: int, owner: str, error: str, permanent: bool = False) -> Optional[JobState]:
