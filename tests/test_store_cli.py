@@ -186,3 +186,21 @@ def test_the_webhook_under_64_concurrent_posters(kind, tmp_path, request):
     assert answers == [200] * 1000
     jobs = JobStore(location).jobs(limit=5000)
     assert len(jobs) == 500 and len({(job.key, job.version) for job in jobs}) == 500
+
+
+def test_a_postgresql_store_without_its_driver_says_what_to_install(monkeypatch):
+    from batchscribe.errors import OptionsError
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the postgres extra were not installed
+    with pytest.raises(OptionsError, match=r"pip install 'batchscribe\[postgres\]'"):
+        JobStore("postgresql://db.internal/batchscribe")
+
+
+def test_an_unreachable_postgresql_store_is_named_with_the_servers_reason(tmp_path):
+    from services import free_port
+
+    uri = f"postgresql://batchscribe:s3cret@127.0.0.1:{free_port()}/jobs"  # nothing listens there
+    result = cli("status", "--store", uri, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "cannot reach the job store postgresql://batchscribe:***@127.0.0.1" in result.stderr
+    assert "Connection refused" in result.stderr and "s3cret" not in result.stderr

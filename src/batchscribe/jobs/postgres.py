@@ -13,7 +13,7 @@ import os
 from contextlib import contextmanager
 from typing import Iterator, Optional, Union
 
-from batchscribe.errors import BatchscribeError
+from batchscribe.errors import BatchscribeError, OptionsError
 from batchscribe.jobs import migrations
 from batchscribe.jobs.store import (
     JOB_COLUMNS,
@@ -49,9 +49,15 @@ class PostgresJobStore(JobStore):
         backoff_seconds: float = 10.0,
         create: bool = True,
     ):
-        import psycopg
-        from psycopg.rows import dict_row
-        from psycopg_pool import ConnectionPool, PoolTimeout
+        try:
+            import psycopg
+            from psycopg.rows import dict_row
+            from psycopg_pool import ConnectionPool, PoolTimeout
+        except ImportError as error:
+            raise OptionsError(
+                f"a PostgreSQL job store needs psycopg 3 and psycopg_pool: pip install 'batchscribe[postgres]' "
+                f"({error})"
+            ) from None
 
         self.location = store_location(location)
         if self.location.kind != "postgresql":
@@ -69,11 +75,13 @@ class PostgresJobStore(JobStore):
             name="batchscribe-jobs",
         )
         try:
+            psycopg.connect(self.location.target, connect_timeout=5).close()  # the server's own words on failure
             self._pool.open(wait=True, timeout=WAIT_SECONDS)
             self._migrate(create)
         except (psycopg.OperationalError, PoolTimeout) as error:
             self._pool.close()
-            raise StoreUnreachable(f"cannot reach the job store {self.location}: {error}") from error
+            reason = " ".join(str(error).split())
+            raise StoreUnreachable(f"cannot reach the job store {self.location}: {reason}") from error
         except BaseException:
             self._pool.close()
             raise
