@@ -85,7 +85,9 @@ def test_an_expired_lease_is_taken_over_and_the_old_worker_cannot_ack(store):
     assert again.id == job.id and again.lost_leases == 1 and again.attempts == 0
     assert not store.succeed(job.id, "killed", 1.0)
     assert store.succeed(job.id, "alive", 1.0)
-    assert store.status().counts["succeeded"] == 1
+    assert store.succeed(job.id, "alive", 1.0)  # the same acknowledgement retried: still recorded once
+    assert not store.succeed(job.id, "killed", 1.0)
+    assert store.status().counts["succeeded"] == 1 and store.jobs()[0].lease_owner == "alive"
 
 
 def test_a_file_that_kills_every_worker_ends_dead(store):
@@ -172,7 +174,7 @@ def test_eight_threads_in_each_of_four_processes(location, tmp_path):
         state, attempts, failures = expected[plan(job.key)]
         assert (job.state, job.attempts, fails[job.id]) == (state, attempts, failures), job
         assert acks[job.id] == (1 if state == "succeeded" else 0), job
-        assert job.lost_leases == 0 and job.lease_owner is None, job
+        assert job.lost_leases == 0 and (job.lease_owner is None) == (state == "dead"), job
     assert retried == [1] * sum(plan(job.key) == "bad-retried" for job in jobs.values())
 
 
@@ -186,3 +188,37 @@ def test_a_thread_per_request_leaves_no_connection_open(tmp_path):
         thread.join()
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) <= open_files + 3
+
+
+def test_a_new_migration_upgrades_a_live_store_once(location, monkeypatch):
+    from batchscribe.jobs import migrations
+
+    first = JobStore(location)
+    first.enqueue(obj(), DEST)
+    first.close()
+    kind = "POSTGRES" if location.startswith("postgresql") else "SQLITE"
+    change = "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"
+    monkeypatch.setattr(migrations, kind, [*getattr(migrations, kind), (2, change)])
+    upgraded = JobStore(location)
+    assert len(upgraded.jobs()) == 1  # the live store's jobs are kept
+    again = JobStore(location)  # a second worker starting: nothing applied twice
+    with again._write() if kind == "SQLITE" else again._transaction() as db:
+        versions = [row[0] if kind == "SQLITE" else row["version"]
+                    for row in db.execute("SELECT version FROM schema_migrations ORDER BY version")]  # fmt: skip
+        db.execute("SELECT priority FROM jobs")
+    assert versions == [1, 2]
+
+
+def test_a_store_from_before_versioning_is_adopted(tmp_path):
+    import sqlite3
+
+    from batchscribe.jobs.migrations import SQLITE
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:  # the schema as stores were made before schema_migrations
+        db.executescript(SQLITE[0][1])
+        db.execute("INSERT INTO jobs (source_root, key, version, dest_root, created, updated) "
+                   "VALUES ('s3://media/in/', 'a.mp3', 'e1', 's3://media/out/', 0, 0)")  # fmt: skip
+    store = JobStore(path)
+    (job,) = store.jobs()
+    assert job.key == "a.mp3" and job.state is JobState.QUEUED

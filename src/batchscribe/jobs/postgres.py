@@ -13,9 +13,11 @@ import os
 from contextlib import contextmanager
 from typing import Iterator, Optional, Union
 
-from batchscribe.errors import BatchscribeError
+from batchscribe.errors import BatchscribeError, OptionsError
 from batchscribe.jobs import migrations
 from batchscribe.jobs.store import (
+    JOB_COLUMNS,
+    LETTER_COLUMNS,
     MAX_LOST_LEASES,
     STATES,
     DeadLetter,
@@ -31,6 +33,7 @@ from batchscribe.storage.objects import StoredObject
 POOL_SIZE = 8  # a worker uses 2-3 connections (main, heartbeat, SQS intake); a webhook more
 WAIT_SECONDS = 10.0  # for a connection: longer means the server is down; the caller decides what then
 MIGRATION_LOCK = 0x62617463  # pg_advisory_xact_lock key: one process migrates at a time
+_CLAIMED = ", ".join(f"jobs.{column}" for column in JOB_COLUMNS.split(", "))  # `id` alone is ambiguous there
 _NOW = "SELECT EXTRACT(EPOCH FROM clock_timestamp())::float8 AS now"
 
 
@@ -46,9 +49,15 @@ class PostgresJobStore(JobStore):
         backoff_seconds: float = 10.0,
         create: bool = True,
     ):
-        import psycopg
-        from psycopg.rows import dict_row
-        from psycopg_pool import ConnectionPool, PoolTimeout
+        try:
+            import psycopg
+            from psycopg.rows import dict_row
+            from psycopg_pool import ConnectionPool, PoolTimeout
+        except ImportError as error:
+            raise OptionsError(
+                f"a PostgreSQL job store needs psycopg 3 and psycopg_pool: pip install 'batchscribe[postgres]' "
+                f"({error})"
+            ) from None
 
         self.location = store_location(location)
         if self.location.kind != "postgresql":
@@ -66,11 +75,13 @@ class PostgresJobStore(JobStore):
             name="batchscribe-jobs",
         )
         try:
+            psycopg.connect(self.location.target, connect_timeout=5).close()  # the server's own words on failure
             self._pool.open(wait=True, timeout=WAIT_SECONDS)
             self._migrate(create)
         except (psycopg.OperationalError, PoolTimeout) as error:
             self._pool.close()
-            raise StoreUnreachable(f"cannot reach the job store {self.location}: {error}") from error
+            reason = " ".join(str(error).split())
+            raise StoreUnreachable(f"cannot reach the job store {self.location}: {reason}") from error
         except BaseException:
             self._pool.close()
             raise
@@ -130,7 +141,7 @@ class PostgresJobStore(JobStore):
                 "OR (state='running' AND lease_expires < %(now)s) ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
                 "UPDATE jobs SET state='running', lease_owner=%(owner)s, lease_expires=%(expires)s, updated=%(now)s, "
                 "lost_leases = jobs.lost_leases + CASE WHEN jobs.state = 'running' THEN 1 ELSE 0 END "
-                "FROM picked WHERE jobs.id = picked.id RETURNING jobs.*",
+                "FROM picked WHERE jobs.id = picked.id RETURNING " + _CLAIMED,
                 {"now": now, "limit": limit, "owner": owner, "expires": now + lease_seconds},
             ).fetchall()
         return sorted((Job(**row) for row in rows), key=lambda job: job.id)
@@ -146,14 +157,15 @@ class PostgresJobStore(JobStore):
     def succeed(self, job_id: int, owner: str, audio_seconds: float) -> bool:
         with self._transaction() as cur:
             now = self._now(cur)
-            return (
-                cur.execute(
-                    "UPDATE jobs SET state='succeeded', audio_seconds=%s, lease_owner=NULL, updated=%s, finished=%s, "
-                    "last_error=NULL WHERE id=%s AND lease_owner=%s AND state='running'",
-                    (audio_seconds, now, now, job_id, owner),
-                ).rowcount
-                == 1
-            )
+            done = cur.execute(
+                "UPDATE jobs SET state='succeeded', audio_seconds=%s, updated=%s, finished=%s, "
+                "last_error=NULL WHERE id=%s AND lease_owner=%s AND state='running'",
+                (audio_seconds, now, now, job_id, owner),
+            ).rowcount
+            if done == 1:
+                return True
+            again = "SELECT 1 FROM jobs WHERE id=%s AND lease_owner=%s AND state='succeeded'"
+            return cur.execute(again, (job_id, owner)).fetchone() is not None
 
     def fail(self, job_id: int, owner: str, error: str, permanent: bool = False) -> Optional[JobState]:
         with self._transaction() as cur:
@@ -199,14 +211,15 @@ class PostgresJobStore(JobStore):
             )
 
     def jobs(self, state: Optional[str] = None, limit: int = 1000, offset: int = 0) -> list[Job]:
-        query = "SELECT * FROM jobs" + (" WHERE state=%s" if state else "") + " ORDER BY id LIMIT %s OFFSET %s"
+        where = " WHERE state=%s" if state else ""
+        query = f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY id LIMIT %s OFFSET %s"
         with self._transaction() as cur:
             rows = cur.execute(query, ((str(state), limit, offset) if state else (limit, offset))).fetchall()
         return [Job(**row) for row in rows]
 
     def job(self, job_id: int) -> Optional[Job]:
         with self._transaction() as cur:
-            row = cur.execute("SELECT * FROM jobs WHERE id=%s", (job_id,)).fetchone()
+            row = cur.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id=%s", (job_id,)).fetchone()
         return None if row is None else Job(**row)
 
     def _succeeded_by_bucket(self, since: float, bucket_seconds: int) -> dict[int, tuple[int, float]]:
@@ -220,7 +233,7 @@ class PostgresJobStore(JobStore):
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         with self._transaction() as cur:
-            rows = cur.execute("SELECT * FROM dead_letters ORDER BY id LIMIT %s", (limit,)).fetchall()
+            rows = cur.execute(f"SELECT {LETTER_COLUMNS} FROM dead_letters ORDER BY id LIMIT %s", (limit,)).fetchall()
         return [DeadLetter(**row) for row in rows]
 
     def unfinished(self) -> int:

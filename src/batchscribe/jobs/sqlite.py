@@ -19,6 +19,8 @@ from typing import Iterator, Optional, Union
 
 from batchscribe.jobs import migrations
 from batchscribe.jobs.store import (
+    JOB_COLUMNS,
+    LETTER_COLUMNS,
     MAX_LOST_LEASES,
     STATES,
     UNFINISHED,
@@ -152,7 +154,7 @@ class SqliteJobStore(JobStore):
                 "UPDATE jobs SET state='running', lease_owner=?, lease_expires=?, updated=?, "
                 "lost_leases = lost_leases + (state = 'running') "
                 "WHERE id IN (SELECT id FROM jobs WHERE (state IN ('queued', 'retrying') AND not_before <= ?) "
-                "OR (state='running' AND lease_expires < ?) ORDER BY id LIMIT ?) RETURNING *",
+                f"OR (state='running' AND lease_expires < ?) ORDER BY id LIMIT ?) RETURNING {JOB_COLUMNS}",
                 (owner, now + lease_seconds, now, now, now, limit),
             ).fetchall()
         return sorted((Job(**dict(row)) for row in rows), key=lambda job: job.id)
@@ -172,11 +174,14 @@ class SqliteJobStore(JobStore):
         now = time.time()
         with self._write() as db:
             cursor = db.execute(
-                "UPDATE jobs SET state='succeeded', audio_seconds=?, lease_owner=NULL, updated=?, finished=?, "
+                "UPDATE jobs SET state='succeeded', audio_seconds=?, updated=?, finished=?, "
                 "last_error=NULL WHERE id=? AND lease_owner=? AND state='running'",
                 (audio_seconds, now, now, job_id, owner),
             )
-            return cursor.rowcount == 1
+            if cursor.rowcount == 1:
+                return True
+            again = "SELECT 1 FROM jobs WHERE id=? AND lease_owner=? AND state='succeeded'"
+            return db.execute(again, (job_id, owner)).fetchone() is not None
 
     def fail(self, job_id: int, owner: str, error: str, permanent: bool = False) -> Optional[JobState]:
         now = time.time()
@@ -222,14 +227,15 @@ class SqliteJobStore(JobStore):
             )
 
     def jobs(self, state: Optional[str] = None, limit: int = 1000, offset: int = 0) -> list[Job]:
-        query = "SELECT * FROM jobs" + (" WHERE state=?" if state else "") + " ORDER BY id LIMIT ? OFFSET ?"
+        where = " WHERE state=?" if state else ""
+        query = f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY id LIMIT ? OFFSET ?"
         with self._read() as db:
             rows = db.execute(query, ((str(state), limit, offset) if state else (limit, offset))).fetchall()
         return [Job(**dict(row)) for row in rows]
 
     def job(self, job_id: int) -> Optional[Job]:
         with self._read() as db:
-            row = db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+            row = db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()
         return None if row is None else Job(**dict(row))
 
     def _succeeded_by_bucket(self, since: float, bucket_seconds: int) -> dict[int, tuple[int, float]]:
@@ -243,7 +249,7 @@ class SqliteJobStore(JobStore):
 
     def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
         with self._read() as db:
-            rows = db.execute("SELECT * FROM dead_letters ORDER BY id LIMIT ?", (limit,)).fetchall()
+            rows = db.execute(f"SELECT {LETTER_COLUMNS} FROM dead_letters ORDER BY id LIMIT ?", (limit,)).fetchall()
         return [DeadLetter(**dict(row)) for row in rows]
 
     def unfinished(self) -> int:

@@ -18,7 +18,7 @@ import os
 import re
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 from pathlib import Path
 from typing import Optional, Union
@@ -75,6 +75,10 @@ class Job:
         return self.source_root + self.key
 
 
+# Named, not `*`: a later migration may add columns that an older worker's Job does not have.
+JOB_COLUMNS = ", ".join(field.name for field in fields(Job))
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     id: int
@@ -82,6 +86,9 @@ class DeadLetter:
     origin: str
     body: str
     error: str
+
+
+LETTER_COLUMNS = ", ".join(field.name for field in fields(DeadLetter))
 
 
 @dataclass(frozen=True)
@@ -187,7 +194,9 @@ class JobStore(ABC):
 
     @abstractmethod
     def succeed(self, job_id: int, owner: str, audio_seconds: float) -> bool:
-        """Mark done; False if this worker had lost the lease (another one took the job over)."""
+        """Mark done; False if this worker had lost the lease (another one took the job over). True
+        again for an acknowledgement already recorded (retried after its reply was lost with the
+        connection): a succeeded job keeps the owner that finished it in `lease_owner`."""
 
     @abstractmethod
     def fail(self, job_id: int, owner: str, error: str, permanent: bool = False) -> Optional[JobState]:
