@@ -10,16 +10,16 @@ from pathlib import Path
 from batchscribe.engine.device import BACKENDS, ENCODERS
 from batchscribe.engine.models import BUNDLED
 from batchscribe.errors import BatchscribeError
-from batchscribe.options import FORMATS, TranscribeOptions
+from batchscribe.options import FORMATS, OPTIONAL_FORMATS, TranscribeOptions
 from batchscribe.pipeline import FAILURES_FILE, run
 from batchscribe.progress import TerminalProgress
 
 
 def _formats(value: str) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(f.strip().lower() for f in value.split(",") if f.strip()))
-    unknown = [f for f in chosen if f not in FORMATS]
+    unknown = [f for f in chosen if f not in FORMATS + OPTIONAL_FORMATS]
     if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"choose from {','.join(FORMATS)} (got {value!r})")
+        raise argparse.ArgumentTypeError(f"choose from {','.join(FORMATS + OPTIONAL_FORMATS)} (got {value!r})")
     return chosen
 
 
@@ -46,7 +46,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--output-format",
         type=_formats,
         default=defaults.formats,
-        help="comma list of txt,srt,vtt,json (default: all)",
+        help="comma list of txt,srt,vtt,json,rttm (default: txt,srt,vtt,json)",
     )
     parser.add_argument("--word-timestamps", action="store_true", help="include per-word times in the JSON")
     parser.add_argument("--beam-size", type=positive, default=defaults.beam_size)
@@ -76,6 +76,20 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="library that runs the model: ct2 = CTranslate2 (faster-whisper's), torch = PyTorch + transformers "
         "(Hugging Face models and hub ids); auto picks ct2, or torch on a GPU ct2 cannot use (default: auto)",
     )
+    _add_speaker_options(parser, defaults)
+
+
+def _add_speaker_options(parser: argparse.ArgumentParser, defaults: TranscribeOptions) -> None:
+    speakers = parser.add_argument_group("speakers (who spoke when)")
+    speakers.add_argument("--diarize", dest="speakers", action="store_const", const="diarize",
+                          help="label speakers from their voices (same as --speakers diarize)")
+    speakers.add_argument("--speakers", choices=("diarize", "channels"), default=defaults.speakers or None,
+                          help="diarize: from voices; channels: transcribe each channel on its own (left/right)")
+    speakers.add_argument("--num-speakers", type=positive, default=None, help="diarize: the exact count per file")
+    speakers.add_argument("--min-speakers", type=positive, default=defaults.min_speakers)
+    speakers.add_argument("--max-speakers", type=positive, default=defaults.max_speakers)
+    speakers.add_argument("--speaker-model", default=defaults.speaker_model,
+                          help="resemblyzer (offline, default), or pyannote[:MODEL] when pyannote.audio is installed")
 
 
 def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> TranscribeOptions:
@@ -93,6 +107,11 @@ def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> Tra
         encoder=args.encoder,
         backend=args.backend,
         overwrite=overwrite,
+        speakers=args.speakers or "",
+        num_speakers=args.num_speakers,
+        min_speakers=args.min_speakers,
+        max_speakers=args.max_speakers,
+        speaker_model=args.speaker_model,
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Literal, Optional
 
 FORMATS = ("txt", "srt", "vtt", "json")
+OPTIONAL_FORMATS = ("rttm",)  # written only when asked for: speaker turns (with --diarize / --speakers)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,13 @@ class TranscribeOptions:
     encoder: Literal["auto", "ct2", "torch"] = "auto"  # torch: bf16 encoder on AMX CPUs (see engine/device.py)
     backend: Literal["auto", "ct2", "torch"] = "auto"  # the library that runs the model (see engine/device.py)
     overwrite: bool = False
+    # Who spoke when (see speakers/): "" none, "diarize" (speaker embeddings, clustered per file) or
+    # "channels" (each channel transcribed on its own); the counts bound diarization's estimate.
+    speakers: Literal["", "diarize", "channels"] = ""
+    num_speakers: Optional[int] = None
+    min_speakers: int = 1
+    max_speakers: int = 10
+    speaker_model: str = "resemblyzer"
 
     def output_settings(self) -> dict:
         """The settings that change a transcript's content (used to decide whether to skip)."""
@@ -32,4 +40,10 @@ class TranscribeOptions:
         for runtime_only in ("batch_size", "device", "compute_type", "threads", "overwrite", "formats", "encoder",
                              "backend"):
             settings.pop(runtime_only)
+        if not self.speakers:  # transcripts made before speaker labels existed stay up to date
+            for speaker_setting in ("speakers", "num_speakers", "min_speakers", "max_speakers", "speaker_model"):
+                settings.pop(speaker_setting)
+        elif self.speakers == "channels":
+            for diarization_only in ("num_speakers", "min_speakers", "max_speakers", "speaker_model"):
+                settings.pop(diarization_only)
         return settings

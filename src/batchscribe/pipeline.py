@@ -24,14 +24,23 @@ from batchscribe.engine.decoding import DecodeOptions, Engine, LogMel
 from batchscribe.engine.device import Placement, best_batch_size, choose_placement
 from batchscribe.engine.models import ResolvedModel, resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
-from batchscribe.errors import BatchscribeError, ModelError
+from batchscribe.errors import BatchscribeError, ModelError, OptionsError
 from batchscribe.inputs import InputFile, discover
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.layout import output_path, plan_stems
 from batchscribe.outputs.resume import content_sha256, is_done, mark_done, settings_key
 from batchscribe.outputs.segments import build_segments
 from batchscribe.outputs.writers import WRITERS, render, write_atomic
-from batchscribe.results import FileResult, RunSummary, Transcript, Word
+from batchscribe.results import FileResult, RunSummary, Segment, Transcript, Word
+from batchscribe.speakers import (
+    SpeakerCount,
+    channel_segments,
+    diarized_words,
+    embed_piece,
+    load_encoder,
+    speaker_segments,
+)
+from batchscribe.speakers.channels import ChannelSpeech
 
 FAILURES_FILE = "failures.jsonl"
 LANGUAGE_PROBE_SECONDS = 5.0  # speech gathered before a file's language is detected
@@ -56,10 +65,14 @@ class _Job:
     duration: Optional[float] = None
     piece_count: Optional[int] = None
     words: dict[int, list[Word]] = field(default_factory=dict)
+    piece_speakers: tuple[str, ...] = ()  # --speakers channels: each piece's channel name
+    speaker_windows: list = field(default_factory=list)  # --diarize: embedded windows (speakers/windows.py)
+    embeddings_pending: int = 0
+    speaker_error: Optional[str] = None
 
     @property
     def complete(self) -> bool:
-        return self.piece_count is not None and len(self.words) == self.piece_count
+        return self.piece_count is not None and len(self.words) == self.piece_count and not self.embeddings_pending
 
 
 @dataclass
@@ -69,6 +82,15 @@ class _FileRead:
     piece_count: int
     language: str
     language_probability: float
+    piece_speakers: tuple[str, ...] = ()
+
+
+@dataclass
+class _Speech:
+    """A piece to embed for diarization, on the model workers' pool beside the batches."""
+
+    job_id: int
+    piece: SpeechPiece
 
 
 @dataclass
@@ -136,11 +158,15 @@ class _Producer(threading.Thread):
             stream = open_audio(job.input.path)
             count = 0
             language, probability = self.options.language or "en", 1.0
-            pieces = self._with_language(speech_pieces(stream.blocks(), VadOptions()))
-            for piece, language, probability in pieces:  # noqa: B007 (the last values describe the file)
+            channels = ChannelSpeech(stream) if self.options.speakers == "channels" else None
+            found = channels.pieces(VadOptions()) if channels else speech_pieces(stream.blocks(), VadOptions())
+            for piece, language, probability in self._with_language(found):  # noqa: B007 (the last describe the file)
                 self._add(language, PieceRef(job_id, count, piece))
+                if self.options.speakers == "diarize":
+                    self._put(_Speech(job_id, piece))
                 count += 1
-            self._put(_FileRead(job_id, stream.decoded_seconds, count, language, probability))
+            duration, labels = (channels.decoded_seconds, channels.labels) if channels else (stream.decoded_seconds, ())
+            self._put(_FileRead(job_id, duration, count, language, probability, tuple(labels)))
         except BatchscribeError as error:
             self._put(_FileFailed(job_id, str(error)))
         except Exception as error:  # a decoder bug must not stop the batch
@@ -236,9 +262,13 @@ class _Run:
 
     def complete(self, job: _Job, model_name: str) -> None:
         pieces = [job.words[i] for i in range(job.piece_count or 0)]
-        words = [w for piece in pieces for w in piece]
+        try:
+            segments = self._segments(job, pieces)
+        except Exception as error:  # the speaker step failing fails this file, never the batch
+            self.fail(str(job.input.path), f"{job.input.path}: speaker labelling failed: {error}")
+            return
         transcript = Transcript(
-            segments=build_segments(words, keep_words=self.options.word_timestamps),
+            segments=segments,
             language=job.language,
             language_probability=job.language_probability,
             duration=job.duration or 0.0,
@@ -251,6 +281,22 @@ class _Run:
                 self.fail(str(job.input.path), f"{job.input.path}: cannot write its transcript: {error}")
                 return
         self.finish(result)
+
+    def _segments(self, job: _Job, pieces: list[list[Word]]) -> tuple[Segment, ...]:
+        keep = self.options.word_timestamps
+        if self.options.speakers == "channels":
+            by_channel: dict[str, list[Word]] = {name: [] for name in dict.fromkeys(job.piece_speakers)}
+            for name, words in zip(job.piece_speakers, pieces, strict=True):
+                by_channel[name].extend(words)
+            return channel_segments(by_channel, build_segments, keep)
+        words = [w for piece in pieces for w in piece]
+        if self.options.speakers != "diarize":
+            return build_segments(words, keep_words=keep)
+        if job.speaker_error:
+            raise BatchscribeError(job.speaker_error)
+        options = self.options
+        count = SpeakerCount(options.num_speakers, options.min_speakers, options.max_speakers)
+        return speaker_segments(diarized_words(words, job.speaker_windows, count), build_segments, keep)
 
     def _write(self, job: _Job, transcript: Transcript, model_name: str) -> dict[str, Path]:
         assert self.output_dir is not None
@@ -286,6 +332,10 @@ class Transcriber:
             raise BatchscribeError(
                 f"unknown output format(s): {', '.join(sorted(unknown))}; choose from {', '.join(WRITERS)}"
             )
+        if self.options.speakers == "diarize":
+            SpeakerCount(self.options.num_speakers, self.options.min_speakers, self.options.max_speakers)  # checks
+        elif "rttm" in self.options.formats and not self.options.speakers:
+            raise OptionsError("--formats rttm holds speaker turns: add --diarize or --speakers channels")
         self.placement = self._placement(self.options.backend)
         self.model = resolve_model(self.options.model, self.options.backend)
         if self.model.layout == "hf" and self.placement.backend != "torch":
@@ -370,6 +420,14 @@ def _batch_words(future: Future) -> PieceWords:
         ) from error
 
 
+def _take_speaker_windows(job: _Job, future: Future) -> None:
+    job.embeddings_pending -= 1
+    try:
+        job.speaker_windows.extend(future.result())
+    except Exception as error:
+        job.speaker_error = f"the speaker encoder failed: {type(error).__name__}: {error}"
+
+
 def _transcribe(
     load_engine: Callable[[], Engine],
     model: ResolvedModel,
@@ -388,6 +446,8 @@ def _transcribe(
         producer.join(timeout=5)
         raise
     decode_options = DecodeOptions(task=options.task, beam_size=options.beam_size)
+    encoder = load_encoder(options.speaker_model) if options.speakers == "diarize" else None  # once per process
+    speaker_jobs: dict[Future, int] = {}  # embeddings in flight -> their file
     failed: set[int] = set()
     running: set[Future] = set()
     ended = False
@@ -407,7 +467,13 @@ def _transcribe(
             job = jobs[item.job_id]
             job.duration, job.piece_count = item.duration, item.piece_count
             job.language, job.language_probability = item.language, item.language_probability
+            job.piece_speakers = item.piece_speakers
             finish_ready({item.job_id})
+        elif isinstance(item, _Speech):
+            jobs[item.job_id].embeddings_pending += 1
+            embedding = pool.submit(embed_piece, encoder, item.piece)
+            speaker_jobs[embedding] = item.job_id
+            running.add(embedding)
         else:
             producer.batch_taken()
             running.add(pool.submit(transcribe_batch, engine, item, decode_options))
@@ -431,6 +497,11 @@ def _transcribe(
                 )
                 for future in done:
                     running.discard(future)
+                    if future in speaker_jobs:
+                        job_id = speaker_jobs.pop(future)
+                        _take_speaker_windows(jobs[job_id], future)
+                        finish_ready({job_id})
+                        continue
                     touched = set()
                     for (job_id, index), words in _batch_words(future).items():
                         jobs[job_id].words[index] = words

@@ -15,6 +15,7 @@ class Word:
     end: float
     word: str
     probability: float
+    speaker: Optional[str] = None  # with --diarize / --speakers: SPEAKER_1, left, a track's title...
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Segment:
     end: float
     text: str
     words: tuple[Word, ...] = ()
+    speaker: Optional[str] = None  # one speaker per segment: segments are cut where the speaker changes
 
 
 @dataclass(frozen=True)

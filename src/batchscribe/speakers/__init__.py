@@ -1,0 +1,25 @@
+"""Who spoke when: speaker labels from diarization (embeddings + clustering) or from channels."""
+
+from batchscribe.speakers.assign import channel_segments, diarized_words, speaker_segments
+from batchscribe.speakers.channels import channel_blocks, channel_names
+from batchscribe.speakers.cluster import SpeakerCount, cluster_speakers
+from batchscribe.speakers.embed import DEFAULT_ENCODER, SpeakerEncoder, load_encoder
+from batchscribe.speakers.windows import SpeakerWindow, embed_piece
+
+SPEAKER_MODES = ("diarize", "channels")
+
+__all__ = [
+    "DEFAULT_ENCODER",
+    "SPEAKER_MODES",
+    "SpeakerCount",
+    "SpeakerEncoder",
+    "SpeakerWindow",
+    "channel_blocks",
+    "channel_names",
+    "channel_segments",
+    "cluster_speakers",
+    "diarized_words",
+    "embed_piece",
+    "load_encoder",
+    "speaker_segments",
+]

@@ -1,0 +1,64 @@
+"""Give every word a speaker, and cut segments where the speaker changes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from batchscribe.results import Segment, Word
+from batchscribe.speakers.cluster import SpeakerCount, cluster_speakers
+from batchscribe.speakers.windows import SpeakerWindow
+
+
+def diarized_words(words: Sequence[Word], windows: Sequence[SpeakerWindow], count: SpeakerCount) -> list[Word]:
+    """`words` with `speaker` set (SPEAKER_1, SPEAKER_2, ... by first appearance).
+
+    Each word takes the speaker of the window holding its midpoint, else of the nearest window.
+    No windows (silence, or speech too short to embed) leaves the words unlabelled.
+    """
+    if not windows or not words:
+        return list(words)
+    ordered = sorted(windows, key=lambda w: w.start)
+    labels = cluster_speakers(np.stack([w.embedding for w in ordered]), count)
+    starts = np.array([w.start for w in ordered])
+    ends = np.array([w.end for w in ordered])
+    labelled = []
+    for word in words:
+        middle = (word.start + word.end) / 2
+        gap = np.maximum(starts - middle, 0) + np.maximum(middle - ends, 0)  # 0 inside a window
+        labelled.append(replace(word, speaker=f"SPEAKER_{int(labels[int(np.argmin(gap))]) + 1}"))
+    return labelled
+
+
+def speaker_segments(
+    words: Iterable[Word], build: Callable[[list[Word], bool], tuple[Segment, ...]], keep_words: bool
+) -> tuple[Segment, ...]:
+    """Segments from `build` (outputs.segments.build_segments) over each run of one speaker's
+    words, so that no segment spans a change of speaker; ids renumbered in time order."""
+    runs: list[list[Word]] = []
+    for word in words:
+        if runs and runs[-1][-1].speaker == word.speaker:
+            runs[-1].append(word)
+        else:
+            runs.append([word])
+    return _numbered(s for run in runs for s in _tagged(build(run, keep_words), run[0].speaker))
+
+
+def channel_segments(
+    words_by_channel: dict[str, list[Word]], build: Callable[[list[Word], bool], tuple[Segment, ...]], keep_words: bool
+) -> tuple[Segment, ...]:
+    """Each channel's (or track's) words segmented on their own, then merged by start time."""
+    segments = []
+    for name, words in words_by_channel.items():
+        segments.extend(_tagged(build([replace(w, speaker=name) for w in words], keep_words), name))
+    return _numbered(sorted(segments, key=lambda s: (s.start, s.end)))
+
+
+def _tagged(segments: Iterable[Segment], speaker) -> list[Segment]:
+    return [replace(s, speaker=speaker) for s in segments]
+
+
+def _numbered(segments: Iterable[Segment]) -> tuple[Segment, ...]:
+    return tuple(replace(s, id=index) for index, s in enumerate(segments))
