@@ -35,7 +35,8 @@ from batchscribe.results import FileResult, RunSummary, Segment, Transcript, Wor
 from batchscribe.speakers import (
     SpeakerCount,
     channel_segments,
-    diarized_words,
+    diarize,
+    joined_turns,
     embed_piece,
     load_encoder,
     speaker_segments,
@@ -66,6 +67,7 @@ class _Job:
     piece_count: Optional[int] = None
     words: dict[int, list[Word]] = field(default_factory=dict)
     piece_speakers: tuple[str, ...] = ()  # --speakers channels: each piece's channel name
+    speaker_turns: tuple = ()  # (start, end, speaker) of the speech
     speaker_windows: list = field(default_factory=list)  # --diarize: embedded windows (speakers/windows.py)
     embeddings_pending: int = 0
     speaker_error: Optional[str] = None
@@ -83,6 +85,7 @@ class _FileRead:
     language: str
     language_probability: float
     piece_speakers: tuple[str, ...] = ()
+    speaker_turns: tuple = ()
 
 
 @dataclass
@@ -165,8 +168,9 @@ class _Producer(threading.Thread):
                 if self.options.speakers == "diarize":
                     self._put(_Speech(job_id, piece))
                 count += 1
-            duration, labels = (channels.decoded_seconds, channels.labels) if channels else (stream.decoded_seconds, ())
-            self._put(_FileRead(job_id, duration, count, language, probability, tuple(labels)))
+            duration = channels.decoded_seconds if channels else stream.decoded_seconds
+            labels, turns = (tuple(channels.labels), joined_turns(channels.turns)) if channels else ((), ())
+            self._put(_FileRead(job_id, duration, count, language, probability, labels, turns))
         except BatchscribeError as error:
             self._put(_FileFailed(job_id, str(error)))
         except Exception as error:  # a decoder bug must not stop the batch
@@ -272,6 +276,7 @@ class _Run:
             language=job.language,
             language_probability=job.language_probability,
             duration=job.duration or 0.0,
+            speaker_turns=job.speaker_turns,
         )
         result = FileResult(str(job.input.path), "ok", transcript=transcript, audio_seconds=transcript.duration)
         if self.output_dir is not None:
@@ -296,7 +301,8 @@ class _Run:
             raise BatchscribeError(job.speaker_error)
         options = self.options
         count = SpeakerCount(options.num_speakers, options.min_speakers, options.max_speakers)
-        return speaker_segments(diarized_words(words, job.speaker_windows, count), build_segments, keep)
+        words, job.speaker_turns = diarize(words, job.speaker_windows, count)
+        return speaker_segments(words, build_segments, keep)
 
     def _write(self, job: _Job, transcript: Transcript, model_name: str) -> dict[str, Path]:
         assert self.output_dir is not None
@@ -467,7 +473,7 @@ def _transcribe(
             job = jobs[item.job_id]
             job.duration, job.piece_count = item.duration, item.piece_count
             job.language, job.language_probability = item.language, item.language_probability
-            job.piece_speakers = item.piece_speakers
+            job.piece_speakers, job.speaker_turns = item.piece_speakers, item.speaker_turns
             finish_ready({item.job_id})
         elif isinstance(item, _Speech):
             jobs[item.job_id].embeddings_pending += 1

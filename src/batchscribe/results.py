@@ -36,6 +36,9 @@ class Transcript:
     language: str
     language_probability: float
     duration: float
+    # (start s, end s, speaker) of each stretch of speech, with --diarize / --speakers: the speech
+    # detector's times, which cover speech the words' times miss (the RTTM output)
+    speaker_turns: tuple[tuple[float, float, str], ...] = ()
 
     @property
     def text(self) -> str:

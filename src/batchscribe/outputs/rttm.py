@@ -10,14 +10,15 @@ from batchscribe.results import Segment, Transcript
 
 def to_rttm(transcript: Transcript, metadata: dict) -> str:
     """NIST RTTM: one `SPEAKER <file> 1 <onset s> <duration s> <NA> <NA> <speaker> <NA> <NA>` line per
-    segment that has a speaker, in time order. Empty when the transcript has no speaker labels."""
+    speaker turn, in time order: the speech detector's stretches of speech with their speakers
+    (segments with a speaker where there are none). Empty when the transcript has no speakers."""
     source = str(metadata.get("source", "audio"))
     file_id = PurePath(source.rsplit("/", 1)[-1]).stem.replace(" ", "_") or "audio"
+    turns = transcript.speaker_turns or [(s.start, s.end, s.speaker) for s in transcript.segments if s.speaker]
     lines = []
-    for s in sorted(transcript.segments, key=lambda s: s.start):
-        if s.speaker:
-            speaker, duration = s.speaker.replace(" ", "_"), max(0.0, s.end - s.start)
-            lines.append(f"SPEAKER {file_id} 1 {s.start:.3f} {duration:.3f} <NA> <NA> {speaker} <NA> <NA>\n")
+    for start, end, speaker in sorted(turns):
+        name, duration = speaker.replace(" ", "_"), max(0.0, end - start)
+        lines.append(f"SPEAKER {file_id} 1 {start:.3f} {duration:.3f} <NA> <NA> {name} <NA> <NA>\n")
     return "".join(lines)
 
 

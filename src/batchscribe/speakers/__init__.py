@@ -1,6 +1,6 @@
 """Who spoke when: speaker labels from diarization (embeddings + clustering) or from channels."""
 
-from batchscribe.speakers.assign import channel_segments, diarized_words, speaker_segments
+from batchscribe.speakers.assign import Turn, channel_segments, diarize, joined_turns, speaker_segments
 from batchscribe.speakers.channels import channel_blocks, channel_names
 from batchscribe.speakers.cluster import SpeakerCount, cluster_speakers
 from batchscribe.speakers.embed import DEFAULT_ENCODER, SpeakerEncoder, load_encoder
@@ -18,7 +18,9 @@ __all__ = [
     "channel_names",
     "channel_segments",
     "cluster_speakers",
-    "diarized_words",
+    "Turn",
+    "diarize",
+    "joined_turns",
     "embed_piece",
     "load_encoder",
     "speaker_segments",

@@ -12,24 +12,41 @@ from batchscribe.speakers.cluster import SpeakerCount, cluster_speakers
 from batchscribe.speakers.windows import SpeakerWindow
 
 
-def diarized_words(words: Sequence[Word], windows: Sequence[SpeakerWindow], count: SpeakerCount) -> list[Word]:
-    """`words` with `speaker` set (SPEAKER_1, SPEAKER_2, ... by first appearance).
+Turn = tuple[float, float, str]  # (start s, end s, speaker) of a stretch of speech
+
+
+def diarize(
+    words: Sequence[Word], windows: Sequence[SpeakerWindow], count: SpeakerCount
+) -> tuple[list[Word], tuple[Turn, ...]]:
+    """`words` with `speaker` set (SPEAKER_1, SPEAKER_2, ... by first appearance), and the speaker
+    turns: the speech windows with their speakers, neighbours of one speaker joined.
 
     Each word takes the speaker of the window holding its midpoint, else of the nearest window.
     No windows (silence, or speech too short to embed) leaves the words unlabelled.
     """
-    if not windows or not words:
-        return list(words)
+    if not windows:
+        return list(words), ()
     ordered = sorted(windows, key=lambda w: w.start)
-    labels = cluster_speakers(np.stack([w.embedding for w in ordered]), count)
+    names = [f"SPEAKER_{int(label) + 1}" for label in cluster_speakers(np.stack([w.embedding for w in ordered]), count)]
     starts = np.array([w.start for w in ordered])
     ends = np.array([w.end for w in ordered])
     labelled = []
     for word in words:
         middle = (word.start + word.end) / 2
         gap = np.maximum(starts - middle, 0) + np.maximum(middle - ends, 0)  # 0 inside a window
-        labelled.append(replace(word, speaker=f"SPEAKER_{int(labels[int(np.argmin(gap))]) + 1}"))
-    return labelled
+        labelled.append(replace(word, speaker=names[int(np.argmin(gap))]))
+    return labelled, joined_turns((w.start, w.end, name) for w, name in zip(ordered, names, strict=True))
+
+
+def joined_turns(turns: Iterable[Turn], gap: float = 0.05) -> tuple[Turn, ...]:
+    """Turns in time order, a speaker's touching turns joined into one."""
+    joined: list[Turn] = []
+    for start, end, speaker in sorted(turns):
+        if joined and joined[-1][2] == speaker and start - joined[-1][1] <= gap:
+            joined[-1] = (joined[-1][0], max(end, joined[-1][1]), speaker)
+        else:
+            joined.append((start, end, speaker))
+    return tuple(joined)
 
 
 def speaker_segments(

@@ -60,8 +60,8 @@ def channel_blocks(path: str | os.PathLike, channel: int, block_seconds: float =
 class ChannelSpeech:
     """The speech pieces of every channel of an opened file, channel after channel.
 
-    `labels[i]` names the channel of the i-th piece yielded; `decoded_seconds` is known once
-    `pieces()` is exhausted.
+    `labels[i]` names the channel of the i-th piece yielded, `turns` holds (start, end, channel)
+    of the speech; `decoded_seconds` is known once `pieces()` is exhausted.
     """
 
     def __init__(self, stream):
@@ -69,6 +69,7 @@ class ChannelSpeech:
         stream._container.close()  # opened by open_audio for its checks; each channel is decoded anew
         self.names = channel_names(self.path)
         self.labels: list[str] = []
+        self.turns: list[tuple[float, float, str]] = []  # every channel's speech regions
         self.decoded_seconds = 0.0
 
     def pieces(self, vad_options) -> Iterator:
@@ -77,6 +78,7 @@ class ChannelSpeech:
         for channel, name in enumerate(self.names):
             for piece in speech_pieces(self._counted(channel), vad_options):
                 self.labels.append(name)
+                self.turns.extend((start, end, name) for start, end in piece.regions)
                 yield piece
 
     def _counted(self, channel: int) -> Iterator[np.ndarray]:
