@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 from batchscribe.engine.device import BACKENDS, ENCODERS
 from batchscribe.engine.models import BUNDLED
@@ -76,15 +77,19 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="library that runs the model: ct2 = CTranslate2 (faster-whisper's), torch = PyTorch + transformers "
         "(Hugging Face models and hub ids); auto picks ct2, or torch on a GPU ct2 cannot use (default: auto)",
     )
-    _add_speaker_options(parser, defaults)
+    add_speaker_options(parser, defaults)
 
 
-def _add_speaker_options(parser: argparse.ArgumentParser, defaults: TranscribeOptions) -> None:
+def add_speaker_options(parser: argparse.ArgumentParser, defaults: Optional[TranscribeOptions] = None) -> None:
+    """--diarize, --speakers and the counts (also taken by `aws backfill`, which hands them to its jobs)."""
+    defaults = defaults or TranscribeOptions()
     speakers = parser.add_argument_group("speakers (who spoke when)")
     speakers.add_argument("--diarize", dest="speakers", action="store_const", const="diarize",
                           help="label speakers from their voices (same as --speakers diarize)")
-    speakers.add_argument("--speakers", choices=("diarize", "channels"), default=defaults.speakers or None,
-                          help="diarize: from voices; channels: transcribe each channel on its own (left/right)")
+    speakers.add_argument("--speakers", choices=("diarize", "channels"),
+                          default=os.environ.get("BATCHSCRIBE_SPEAKERS") or defaults.speakers or None,
+                          help="diarize: from voices; channels: transcribe each channel on its own (left/right); "
+                          "env BATCHSCRIBE_SPEAKERS, which the AWS stack's Speakers parameter sets for its jobs")
     speakers.add_argument("--num-speakers", type=positive, default=None, help="diarize: the exact count per file")
     speakers.add_argument("--min-speakers", type=positive, default=defaults.min_speakers)
     speakers.add_argument("--max-speakers", type=positive, default=defaults.max_speakers)
@@ -113,6 +118,22 @@ def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> Tra
         max_speakers=args.max_speakers,
         speaker_model=args.speaker_model,
     )
+
+
+def speaker_args(args: argparse.Namespace) -> list[str]:
+    """The speaker options of `args` that differ from the defaults, as command-line arguments."""
+    defaults, forwarded = TranscribeOptions(), []
+    if args.speakers:
+        forwarded += ["--speakers", args.speakers]
+    for flag, value, default in (
+        ("--num-speakers", args.num_speakers, defaults.num_speakers),
+        ("--min-speakers", args.min_speakers, defaults.min_speakers),
+        ("--max-speakers", args.max_speakers, defaults.max_speakers),
+        ("--speaker-model", args.speaker_model, defaults.speaker_model),
+    ):
+        if value != default:
+            forwarded += [flag, str(value)]
+    return forwarded
 
 
 def build_parser() -> argparse.ArgumentParser:
