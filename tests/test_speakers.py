@@ -153,3 +153,18 @@ def test_speaker_step_failure_fails_that_file_alone(monkeypatch, tmp_path):
     assert status[ONE_SPEAKER.name].status == "ok"
     failed = status[Path(THREE_SPEAKERS).name]
     assert failed.status == "failed" and "speaker" in failed.error and "simulated encoder fault" in failed.error
+
+
+def test_event_pipeline_carries_speaker_options(tmp_path):
+    """`run --once` (folder -> job store -> worker) with --diarize writes speaker-labelled outputs."""
+    import shutil
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    shutil.copy(DATA / THREE_SPEAKERS, inbox)
+    run_cli("run", str(inbox), "-o", str(tmp_path / "out"), "--once", "--diarize", "--formats", "json,rttm",
+            check=True)
+    name = Path(THREE_SPEAKERS).name
+    document = json.loads((tmp_path / "out" / f"{name}.json").read_text())
+    assert {s["speaker"] for s in document["segments"]} == {"SPEAKER_1", "SPEAKER_2", "SPEAKER_3"}
+    assert speakers_in((tmp_path / "out" / f"{name}.rttm").read_text()) == 3

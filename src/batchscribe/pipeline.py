@@ -36,9 +36,9 @@ from batchscribe.speakers import (
     SpeakerCount,
     channel_segments,
     diarize,
-    joined_turns,
     embed_piece,
-    load_encoder,
+    joined_turns,
+    load_encoder_soon,
     speaker_segments,
 )
 from batchscribe.speakers.channels import ChannelSpeech
@@ -290,10 +290,7 @@ class _Run:
     def _segments(self, job: _Job, pieces: list[list[Word]]) -> tuple[Segment, ...]:
         keep = self.options.word_timestamps
         if self.options.speakers == "channels":
-            by_channel: dict[str, list[Word]] = {name: [] for name in dict.fromkeys(job.piece_speakers)}
-            for name, words in zip(job.piece_speakers, pieces, strict=True):
-                by_channel[name].extend(words)
-            return channel_segments(by_channel, build_segments, keep)
+            return channel_segments(pieces, job.piece_speakers, build_segments, keep)
         words = [w for piece in pieces for w in piece]
         if self.options.speakers != "diarize":
             return build_segments(words, keep_words=keep)
@@ -445,14 +442,15 @@ def _transcribe(
     model_name = model.name
     producer = _Producer(load_engine, model, jobs, options)
     producer.start()
+    speaker_encoder = load_encoder_soon(options.speaker_model if options.speakers == "diarize" else None)
     try:
         engine = load_engine()
+        encoder = speaker_encoder()
     except BaseException:
         producer.stop.set()
         producer.join(timeout=5)
         raise
     decode_options = DecodeOptions(task=options.task, beam_size=options.beam_size)
-    encoder = load_encoder(options.speaker_model) if options.speakers == "diarize" else None  # once per process
     speaker_jobs: dict[Future, int] = {}  # embeddings in flight -> their file
     failed: set[int] = set()
     running: set[Future] = set()

@@ -3,7 +3,7 @@
 from batchscribe.speakers.assign import Turn, channel_segments, diarize, joined_turns, speaker_segments
 from batchscribe.speakers.channels import channel_blocks, channel_names
 from batchscribe.speakers.cluster import SpeakerCount, cluster_speakers
-from batchscribe.speakers.embed import DEFAULT_ENCODER, SpeakerEncoder, load_encoder
+from batchscribe.speakers.embed import DEFAULT_ENCODER, SpeakerEncoder, load_encoder, load_encoder_soon
 from batchscribe.speakers.windows import SpeakerWindow, embed_piece
 
 SPEAKER_MODES = ("diarize", "channels")
@@ -23,5 +23,6 @@ __all__ = [
     "joined_turns",
     "embed_piece",
     "load_encoder",
+    "load_encoder_soon",
     "speaker_segments",
 ]

@@ -64,9 +64,16 @@ def speaker_segments(
 
 
 def channel_segments(
-    words_by_channel: dict[str, list[Word]], build: Callable[[list[Word], bool], tuple[Segment, ...]], keep_words: bool
+    pieces: Sequence[list[Word]],
+    piece_channels: Sequence[str],
+    build: Callable[[list[Word], bool], tuple[Segment, ...]],
+    keep_words: bool,
 ) -> tuple[Segment, ...]:
-    """Each channel's (or track's) words segmented on their own, then merged by start time."""
+    """Each channel's (or track's) words, the words of its pieces, segmented on their own, then
+    merged by start time."""
+    words_by_channel: dict[str, list[Word]] = {name: [] for name in dict.fromkeys(piece_channels)}
+    for name, words in zip(piece_channels, pieces, strict=True):
+        words_by_channel[name].extend(words)
     segments = []
     for name, words in words_by_channel.items():
         segments.extend(_tagged(build([replace(w, speaker=name) for w in words], keep_words), name))

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Optional, Protocol
 
 import numpy as np
 
@@ -161,3 +162,21 @@ def load_encoder(name: str = DEFAULT_ENCODER) -> SpeakerEncoder:
             else:
                 raise ModelError(f"unknown speaker model {name!r}: use resemblyzer, pyannote or pyannote:MODEL")
         return _loaded[name]
+
+
+def load_encoder_soon(name: Optional[str]) -> Callable[[], Optional[SpeakerEncoder]]:
+    """Start loading the named encoder (None: none wanted) and the clustering library in the
+    background, beside the Whisper model rather than after it; the returned call waits for them
+    and raises what loading raised."""
+    if name is None:
+        return lambda: None
+
+    def load() -> SpeakerEncoder:
+        import scipy.cluster.hierarchy  # noqa: F401 (imported here, off the path of the first finished file)
+
+        return load_encoder(name)
+
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchscribe-speakers")
+    loading = loader.submit(load)
+    loader.shutdown(wait=False)
+    return loading.result
