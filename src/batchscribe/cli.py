@@ -49,6 +49,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="comma list of txt,srt,vtt,json (default: all)",
     )
     parser.add_argument("--word-timestamps", action="store_true", help="include per-word times in the JSON")
+    parser.add_argument(
+        "--audio-track",
+        type=positive,
+        default=defaults.audio_track,
+        metavar="N",
+        help="which audio track of a file with several to transcribe, counted from 1 (default: 1); "
+        "the summary and the JSON's audio_tracks name the tracks left out",
+    )
     parser.add_argument("--beam-size", type=positive, default=defaults.beam_size)
     parser.add_argument(
         "--batch-size",
@@ -93,6 +101,7 @@ def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> Tra
         encoder=args.encoder,
         backend=args.backend,
         overwrite=overwrite,
+        audio_track=args.audio_track,
     )
 
 

@@ -25,6 +25,7 @@ class TranscribeOptions:
     encoder: Literal["auto", "ct2", "torch"] = "auto"  # torch: bf16 encoder on AMX CPUs (see engine/device.py)
     backend: Literal["auto", "ct2", "torch"] = "auto"  # the library that runs the model (see engine/device.py)
     overwrite: bool = False
+    audio_track: int = 1  # which audio track of a media file, counted from 1
 
     def output_settings(self) -> dict:
         """The settings that change a transcript's content (used to decide whether to skip)."""
@@ -32,4 +33,6 @@ class TranscribeOptions:
         for runtime_only in ("batch_size", "device", "compute_type", "threads", "overwrite", "formats", "encoder",
                              "backend"):
             settings.pop(runtime_only)
+        if self.audio_track == 1:  # the default: transcripts made before the option existed stay up to date
+            settings.pop("audio_track")
         return settings

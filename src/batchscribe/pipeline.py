@@ -31,7 +31,7 @@ from batchscribe.outputs.layout import output_path, plan_stems
 from batchscribe.outputs.resume import content_sha256, is_done, mark_done, settings_key
 from batchscribe.outputs.segments import build_segments
 from batchscribe.outputs.writers import WRITERS, render, write_atomic
-from batchscribe.results import FileResult, RunSummary, Transcript, Word
+from batchscribe.results import FileResult, RunSummary, SourceAudio, Transcript, Word
 
 FAILURES_FILE = "failures.jsonl"
 LANGUAGE_PROBE_SECONDS = 5.0  # speech gathered before a file's language is detected
@@ -56,6 +56,7 @@ class _Job:
     duration: Optional[float] = None
     piece_count: Optional[int] = None
     words: dict[int, list[Word]] = field(default_factory=dict)
+    audio: SourceAudio = SourceAudio()
 
     @property
     def complete(self) -> bool:
@@ -69,6 +70,7 @@ class _FileRead:
     piece_count: int
     language: str
     language_probability: float
+    audio: SourceAudio
 
 
 @dataclass
@@ -133,14 +135,14 @@ class _Producer(threading.Thread):
 
     def _read(self, job_id: int, job: _Job) -> None:
         try:
-            stream = open_audio(job.input.path)
+            stream = open_audio(job.input.path, self.options.audio_track)
             count = 0
             language, probability = self.options.language or "en", 1.0
             pieces = self._with_language(speech_pieces(stream.blocks(), VadOptions()))
             for piece, language, probability in pieces:  # noqa: B007 (the last values describe the file)
-                self._add(language, PieceRef(job_id, count, piece))
+                self._add(language, PieceRef(job_id, count, piece.shifted(stream.start)))  # the media's timeline
                 count += 1
-            self._put(_FileRead(job_id, stream.decoded_seconds, count, language, probability))
+            self._put(_FileRead(job_id, stream.end, count, language, probability, stream.source_audio()))
         except BatchscribeError as error:
             self._put(_FileFailed(job_id, str(error)))
         except Exception as error:  # a decoder bug must not stop the batch
@@ -242,6 +244,7 @@ class _Run:
             language=job.language,
             language_probability=job.language_probability,
             duration=job.duration or 0.0,
+            audio=job.audio,
         )
         result = FileResult(str(job.input.path), "ok", transcript=transcript, audio_seconds=transcript.duration)
         if self.output_dir is not None:
@@ -407,6 +410,7 @@ def _transcribe(
             job = jobs[item.job_id]
             job.duration, job.piece_count = item.duration, item.piece_count
             job.language, job.language_probability = item.language, item.language_probability
+            job.audio = item.audio
             finish_ready({item.job_id})
         else:
             producer.batch_taken()
