@@ -361,3 +361,24 @@ def test_handed_multitrack_second_track(tmp_path):
     assert wer([guest], [doc["text"]]) <= 0.15
     assert doc["segments"][0]["start"] == pytest.approx(10.0, abs=0.5)
     assert doc["segments"][-1]["end"] == pytest.approx(17.6, abs=0.5)
+
+
+def test_audio_track_in_a_batch_job(built, tmp_path, monkeypatch):
+    """`batchscribe job` (the AWS Batch entrypoint) against a real S3 server, with --audio-track 2."""
+    import boto3
+    from services import CREDENTIALS, seaweedfs
+
+    folder, _, _ = built
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    with seaweedfs(tmp_path / "s3") as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="media")
+        s3.upload_file(str(folder / "two_tracks.mkv"), "media", "audio-input/two_tracks.mkv")
+        result = run_cli("job", "--bucket", "media", "--key", "audio-input/two_tracks.mkv", "--input",
+                         "s3://media/audio-input/", "--output", "s3://media/out/", "--endpoint-url", endpoint,
+                         "--audio-track", "2")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        body = s3.get_object(Bucket="media", Key="out/two_tracks.mkv.json")["Body"].read()
+    _assert_guest_track(json.loads(body))
+    assert "two_tracks.mkv: 2 audio tracks; transcribed track 2 ('Guest', eng)" in result.stderr
