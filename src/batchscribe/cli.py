@@ -24,6 +24,10 @@ def _formats(value: str) -> tuple[str, ...]:
     return chosen
 
 
+def _audio_track(value: str) -> int:
+    return 0 if value.strip().lower() == "all" else positive(value)  # 0: every track (options.audio_track)
+
+
 def positive(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -50,6 +54,15 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="comma list of txt,srt,vtt,json,rttm (default: txt,srt,vtt,json)",
     )
     parser.add_argument("--word-timestamps", action="store_true", help="include per-word times in the JSON")
+    parser.add_argument(
+        "--audio-track",
+        type=_audio_track,
+        default=defaults.audio_track,
+        metavar="N",
+        help="which audio track of a file with several to transcribe, counted from 1 (default: 1); "
+        "the summary and the JSON's audio_tracks name the tracks left out; all: every track, each "
+        "labelled as a speaker by its title (one microphone per track)",
+    )
     parser.add_argument("--beam-size", type=positive, default=defaults.beam_size)
     parser.add_argument(
         "--batch-size",
@@ -117,6 +130,7 @@ def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> Tra
         min_speakers=args.min_speakers,
         max_speakers=args.max_speakers,
         speaker_model=args.speaker_model,
+        audio_track=args.audio_track,
     )
 
 

@@ -33,6 +33,7 @@ class TranscribeOptions:
     min_speakers: int = 1
     max_speakers: int = 10
     speaker_model: str = "resemblyzer"
+    audio_track: int = 1  # which audio track of a media file, counted from 1; 0: all, each a speaker
 
     def output_settings(self) -> dict:
         """The settings that change a transcript's content (used to decide whether to skip)."""
@@ -40,6 +41,8 @@ class TranscribeOptions:
         for runtime_only in ("batch_size", "device", "compute_type", "threads", "overwrite", "formats", "encoder",
                              "backend"):
             settings.pop(runtime_only)
+        if self.audio_track == 1:  # the default: transcripts made before the option existed stay up to date
+            settings.pop("audio_track")
         if not self.speakers:  # transcripts made before speaker labels existed stay up to date
             for speaker_setting in ("speakers", "num_speakers", "min_speakers", "max_speakers", "speaker_model"):
                 settings.pop(speaker_setting)

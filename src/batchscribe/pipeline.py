@@ -31,7 +31,7 @@ from batchscribe.outputs.layout import output_path, plan_stems
 from batchscribe.outputs.resume import content_sha256, is_done, mark_done, settings_key
 from batchscribe.outputs.segments import build_segments
 from batchscribe.outputs.writers import WRITERS, render, write_atomic
-from batchscribe.results import FileResult, RunSummary, Segment, Transcript, Word
+from batchscribe.results import FileResult, RunSummary, Segment, SourceAudio, Transcript, Word
 from batchscribe.speakers import (
     SpeakerCount,
     channel_segments,
@@ -41,7 +41,7 @@ from batchscribe.speakers import (
     load_encoder_soon,
     speaker_segments,
 )
-from batchscribe.speakers.channels import ChannelSpeech
+from batchscribe.speakers.sources import speaker_sources
 
 FAILURES_FILE = "failures.jsonl"
 LANGUAGE_PROBE_SECONDS = 5.0  # speech gathered before a file's language is detected
@@ -71,6 +71,7 @@ class _Job:
     speaker_windows: list = field(default_factory=list)  # --diarize: embedded windows (speakers/windows.py)
     embeddings_pending: int = 0
     speaker_error: Optional[str] = None
+    audio: SourceAudio = SourceAudio()
 
     @property
     def complete(self) -> bool:
@@ -84,6 +85,7 @@ class _FileRead:
     piece_count: int
     language: str
     language_probability: float
+    audio: SourceAudio
     piece_speakers: tuple[str, ...] = ()
     speaker_turns: tuple = ()
 
@@ -158,23 +160,29 @@ class _Producer(threading.Thread):
 
     def _read(self, job_id: int, job: _Job) -> None:
         try:
-            stream = open_audio(job.input.path)
+            stream = open_audio(job.input.path, self.options.audio_track or 1)
             count = 0
             language, probability = self.options.language or "en", 1.0
-            channels = ChannelSpeech(stream) if self.options.speakers == "channels" else None
-            found = channels.pieces(VadOptions()) if channels else speech_pieces(stream.blocks(), VadOptions())
+            sources = speaker_sources(stream, self.options)  # --speakers channels, --audio-track all
+            found = sources.pieces(VadOptions()) if sources else self._media_timeline(stream)
             for piece, language, probability in self._with_language(found):  # noqa: B007 (the last describe the file)
                 self._add(language, PieceRef(job_id, count, piece))
                 if self.options.speakers == "diarize":
                     self._put(_Speech(job_id, piece))
                 count += 1
-            duration = channels.decoded_seconds if channels else stream.decoded_seconds
-            labels, turns = (tuple(channels.labels), joined_turns(channels.turns)) if channels else ((), ())
-            self._put(_FileRead(job_id, duration, count, language, probability, labels, turns))
+            end, audio = (sources.end, sources.source_audio()) if sources else (stream.end, stream.source_audio())
+            labels, turns = (tuple(sources.labels), joined_turns(sources.turns)) if sources else ((), ())
+            self._put(_FileRead(job_id, end, count, language, probability, audio, labels, turns))
         except BatchscribeError as error:
             self._put(_FileFailed(job_id, str(error)))
         except Exception as error:  # a decoder bug must not stop the batch
             self._put(_FileFailed(job_id, f"{job.input.path}: unexpected error while reading: {error!r}"))
+
+    @staticmethod
+    def _media_timeline(stream) -> Iterator[SpeechPiece]:
+        """The stream's speech pieces, on the media's timeline (`stream.start` is known once they flow)."""
+        for piece in speech_pieces(stream.blocks(), VadOptions()):
+            yield piece.shifted(stream.start)
 
     def _with_language(self, pieces: Iterator[SpeechPiece]) -> Iterator[tuple[SpeechPiece, str, float]]:
         """Tag pieces with the file's language, detected on its first seconds of speech."""
@@ -277,6 +285,7 @@ class _Run:
             language_probability=job.language_probability,
             duration=job.duration or 0.0,
             speaker_turns=job.speaker_turns,
+            audio=job.audio,
         )
         result = FileResult(str(job.input.path), "ok", transcript=transcript, audio_seconds=transcript.duration)
         if self.output_dir is not None:
@@ -289,7 +298,7 @@ class _Run:
 
     def _segments(self, job: _Job, pieces: list[list[Word]]) -> tuple[Segment, ...]:
         keep = self.options.word_timestamps
-        if self.options.speakers == "channels":
+        if self.options.speakers == "channels" or self.options.audio_track == 0:  # a source per speaker
             return channel_segments(pieces, job.piece_speakers, build_segments, keep)
         words = [w for piece in pieces for w in piece]
         if self.options.speakers != "diarize":
@@ -335,10 +344,7 @@ class Transcriber:
             raise BatchscribeError(
                 f"unknown output format(s): {', '.join(sorted(unknown))}; choose from {', '.join(WRITERS)}"
             )
-        if self.options.speakers == "diarize":
-            SpeakerCount(self.options.num_speakers, self.options.min_speakers, self.options.max_speakers)  # checks
-        elif "rttm" in self.options.formats and not self.options.speakers:
-            raise OptionsError("--formats rttm holds speaker turns: add --diarize or --speakers channels")
+        self._check_speaker_options()
         self.placement = self._placement(self.options.backend)
         self.model = resolve_model(self.options.model, self.options.backend)
         if self.model.layout == "hf" and self.placement.backend != "torch":
@@ -347,6 +353,17 @@ class Transcriber:
             self.options = replace(self.options, batch_size=best_batch_size(self.placement))
         self.model_load_seconds = 0.0
         self._engine: Optional[Engine] = None
+
+    def _check_speaker_options(self) -> None:
+        options = self.options
+        if options.audio_track == 0 and options.speakers:
+            raise OptionsError(f"--audio-track all labels each track as a speaker: drop --speakers {options.speakers}")
+        if options.speakers == "diarize":
+            SpeakerCount(options.num_speakers, options.min_speakers, options.max_speakers)  # raises OptionsError
+        elif "rttm" in options.formats and not options.speakers and options.audio_track != 0:
+            raise OptionsError(
+                "--formats rttm holds speaker turns: add --diarize, --speakers channels or --audio-track all"
+            )
 
     def _placement(self, backend: str) -> Placement:
         options = self.options
@@ -472,6 +489,7 @@ def _transcribe(
             job.duration, job.piece_count = item.duration, item.piece_count
             job.language, job.language_probability = item.language, item.language_probability
             job.piece_speakers, job.speaker_turns = item.piece_speakers, item.speaker_turns
+            job.audio = item.audio
             finish_ready({item.job_id})
         elif isinstance(item, _Speech):
             jobs[item.job_id].embeddings_pending += 1

@@ -130,6 +130,8 @@ class Worker:
             self._fail(pending, job, f"{job.source_uri}: cannot store its transcript: {error}")
             return
         pending.pop(job.id, None)
+        for note in result.transcript.audio.notes():  # audio tracks left out, a corrected downmix
+            log.warning("%s: %s", job.source_uri, note)
         if self.store.succeed(job.id, self.owner, result.audio_seconds):
             log.info("done: %s", job.source_uri)
 

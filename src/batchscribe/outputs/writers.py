@@ -69,9 +69,29 @@ def to_json(transcript: Transcript, metadata: dict) -> str:
         "language": transcript.language,
         "language_probability": round(transcript.language_probability, 4),
         "duration": round(transcript.duration, 3),
+        **_audio(transcript),
         **metadata,
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def _audio(transcript: Transcript) -> dict:
+    """Which audio tracks were transcribed, where the audio starts, and what the downmix corrected."""
+    audio = transcript.audio
+    document: dict = {
+        "audio_start": audio.start,
+        "audio_tracks": [
+            {"index": t.index, "title": t.title, "language": t.language, "transcribed": t.transcribed}
+            for t in audio.tracks
+        ],
+    }
+    if audio.polarity_corrected_seconds:
+        document["downmix"] = {
+            "channels": audio.channels,
+            "polarity_corrected_seconds": round(audio.polarity_corrected_seconds, 1),
+            "method": "sign-corrected sum (a polarity-inverted channel cancelled the plain mono mix)",
+        }
+    return document
 
 
 WRITERS: dict[str, Callable[[Transcript, dict], str]] = {
