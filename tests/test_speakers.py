@@ -191,3 +191,13 @@ def test_audio_track_all_labels_each_track_by_its_title(tmp_path):
     assert all(track["transcribed"] for track in document["audio_tracks"])
     assert "[Guest mic] " in (tmp_path / f"{TWO_TRACKS.stem}.txt").read_text()
     assert speakers_in((tmp_path / f"{TWO_TRACKS.stem}.rttm").read_text()) == 2
+
+
+def test_aws_backfill_hands_speaker_options_to_its_jobs():
+    from batchscribe.cli import build_parser, speaker_args
+
+    args = build_parser().parse_args(["aws", "backfill", "s3://b/in/", "--job-queue", "q", "--job-definition", "d",
+                                      "--manifests", "s3://b/m/", "--diarize", "--max-speakers", "4"])
+    assert speaker_args(args) == ["--speakers", "diarize", "--max-speakers", "4"]
+    job = build_parser().parse_args(["job", "--manifest", "s3://b/m/x.json", *speaker_args(args)])
+    assert (job.speakers, job.max_speakers) == ("diarize", 4)
