@@ -14,7 +14,8 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/pip install --quiet -e '.[tiny-en,base,torch,test]'
+	$(BIN)/pip install --quiet -e '.[tiny-en,base,torch,speakers,test]'
+	$(BIN)/pip install --quiet --no-deps resemblyzer==0.1.4  # its speaker encoder's weights only (see pyproject)
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -31,7 +32,7 @@ test: venv
 	$(BIN)/python -m pytest -q
 
 bench: venv
-	$(BIN)/pip install --quiet -e '.[tiny-en,base,torch,test,bench]'
+	$(BIN)/pip install --quiet -e '.[tiny-en,base,torch,speakers,test,bench]'
 	$(BIN)/python -m bench
 
 clean:

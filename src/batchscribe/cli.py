@@ -6,18 +6,23 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 from batchscribe.engine.models import BUNDLED
 from batchscribe.errors import BatchscribeError
-from batchscribe.options import BACKENDS, ENCODERS, FORMATS, TranscribeOptions
+from batchscribe.options import BACKENDS, ENCODERS, FORMATS, OPTIONAL_FORMATS, TranscribeOptions
 
 
 def _formats(value: str) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(f.strip().lower() for f in value.split(",") if f.strip()))
-    unknown = [f for f in chosen if f not in FORMATS]
+    unknown = [f for f in chosen if f not in FORMATS + OPTIONAL_FORMATS]
     if unknown or not chosen:
-        raise argparse.ArgumentTypeError(f"choose from {','.join(FORMATS)} (got {value!r})")
+        raise argparse.ArgumentTypeError(f"choose from {','.join(FORMATS + OPTIONAL_FORMATS)} (got {value!r})")
     return chosen
+
+
+def _audio_track(value: str) -> int:
+    return 0 if value.strip().lower() == "all" else positive(value)  # 0: every track (options.audio_track)
 
 
 def positive(value: str) -> int:
@@ -43,9 +48,18 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--output-format",
         type=_formats,
         default=defaults.formats,
-        help="comma list of txt,srt,vtt,json (default: all)",
+        help="comma list of txt,srt,vtt,json,rttm (default: txt,srt,vtt,json)",
     )
     parser.add_argument("--word-timestamps", action="store_true", help="include per-word times in the JSON")
+    parser.add_argument(
+        "--audio-track",
+        type=_audio_track,
+        default=defaults.audio_track,
+        metavar="N",
+        help="which audio track of a file with several to transcribe, counted from 1 (default: 1); "
+        "the summary and the JSON's audio_tracks name the tracks left out; all: every track, each "
+        "labelled as a speaker by its title (one microphone per track)",
+    )
     parser.add_argument("--beam-size", type=positive, default=defaults.beam_size)
     parser.add_argument(
         "--batch-size",
@@ -73,6 +87,24 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="library that runs the model: ct2 = CTranslate2 (faster-whisper's), torch = PyTorch + transformers "
         "(Hugging Face models and hub ids); auto picks ct2, or torch on a GPU ct2 cannot use (default: auto)",
     )
+    add_speaker_options(parser, defaults)
+
+
+def add_speaker_options(parser: argparse.ArgumentParser, defaults: Optional[TranscribeOptions] = None) -> None:
+    """--diarize, --speakers and the counts (also taken by `aws backfill`, which hands them to its jobs)."""
+    defaults = defaults or TranscribeOptions()
+    speakers = parser.add_argument_group("speakers (who spoke when)")
+    speakers.add_argument("--diarize", dest="speakers", action="store_const", const="diarize",
+                          help="label speakers from their voices (same as --speakers diarize)")
+    speakers.add_argument("--speakers", choices=("diarize", "channels"),
+                          default=os.environ.get("BATCHSCRIBE_SPEAKERS") or defaults.speakers or None,
+                          help="diarize: from voices; channels: transcribe each channel on its own (left/right); "
+                          "env BATCHSCRIBE_SPEAKERS, which the AWS stack's Speakers parameter sets for its jobs")
+    speakers.add_argument("--num-speakers", type=positive, default=None, help="diarize: the exact count per file")
+    speakers.add_argument("--min-speakers", type=positive, default=defaults.min_speakers)
+    speakers.add_argument("--max-speakers", type=positive, default=defaults.max_speakers)
+    speakers.add_argument("--speaker-model", default=defaults.speaker_model,
+                          help="resemblyzer (offline, default), or pyannote[:MODEL] when pyannote.audio is installed")
 
 
 def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> TranscribeOptions:
@@ -90,7 +122,29 @@ def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> Tra
         encoder=args.encoder,
         backend=args.backend,
         overwrite=overwrite,
+        speakers=args.speakers or "",
+        num_speakers=args.num_speakers,
+        min_speakers=args.min_speakers,
+        max_speakers=args.max_speakers,
+        speaker_model=args.speaker_model,
+        audio_track=args.audio_track,
     )
+
+
+def speaker_args(args: argparse.Namespace) -> list[str]:
+    """The speaker options of `args` that differ from the defaults, as command-line arguments."""
+    defaults, forwarded = TranscribeOptions(), []
+    if args.speakers:
+        forwarded += ["--speakers", args.speakers]
+    for flag, value, default in (
+        ("--num-speakers", args.num_speakers, defaults.num_speakers),
+        ("--min-speakers", args.min_speakers, defaults.min_speakers),
+        ("--max-speakers", args.max_speakers, defaults.max_speakers),
+        ("--speaker-model", args.speaker_model, defaults.speaker_model),
+    ):
+        if value != default:
+            forwarded += [flag, str(value)]
+    return forwarded
 
 
 def build_parser() -> argparse.ArgumentParser:

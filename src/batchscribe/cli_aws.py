@@ -10,7 +10,7 @@ from batchscribe.errors import OptionsError
 
 
 def add_commands(commands) -> None:
-    from batchscribe.cli import add_model_options, positive
+    from batchscribe.cli import add_model_options, add_speaker_options, positive
 
     job = commands.add_parser("job", help="AWS Batch entrypoint: transcribe one object or a manifest slice")
     job.add_argument("--bucket", help="the object's bucket (EventBridge passes it as Ref::bucket)")
@@ -33,6 +33,7 @@ def add_commands(commands) -> None:
     backfill.add_argument("--manifests", required=True,
                           help="s3:// prefix the jobs can read manifests from (the stack's OutputBucket/batchscribe-manifests/)")  # noqa: E501  fmt: skip
     backfill.add_argument("--endpoint-url", default=None)
+    add_speaker_options(backfill)  # handed to every child job's command
     backfill.set_defaults(handler=_backfill)
 
 
@@ -55,9 +56,10 @@ def _job(args: argparse.Namespace) -> int:
 
 def _backfill(args: argparse.Namespace) -> int:
     from batchscribe.aws.backfill import backfill
+    from batchscribe.cli import speaker_args
 
     jobs = backfill(args.source, args.job_queue, args.job_definition, args.files_per_job, args.manifests,
-                    args.endpoint_url)  # fmt: skip
+                    args.endpoint_url, job_args=speaker_args(args))  # fmt: skip
     for job in jobs:
         print(f"submitted {job.job_id}: {job.files} files in {job.array_size} job(s); manifest {job.manifest}")
     if not jobs:

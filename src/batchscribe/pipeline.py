@@ -24,14 +24,24 @@ from batchscribe.engine.decoding import DecodeOptions, Engine, LogMel
 from batchscribe.engine.device import Placement, best_batch_size, choose_placement
 from batchscribe.engine.models import ResolvedModel, resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
-from batchscribe.errors import BatchscribeError, ModelError
+from batchscribe.errors import BatchscribeError, ModelError, OptionsError
 from batchscribe.inputs import InputFile, discover
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.layout import output_path, plan_stems
 from batchscribe.outputs.resume import content_sha256, is_done, mark_done, settings_key
 from batchscribe.outputs.segments import build_segments
 from batchscribe.outputs.writers import WRITERS, render, write_atomic
-from batchscribe.results import FailureKind, FileResult, RunSummary, Transcript, Word
+from batchscribe.results import FailureKind, FileResult, RunSummary, Segment, SourceAudio, Transcript, Word
+from batchscribe.speakers import (
+    SpeakerCount,
+    channel_segments,
+    diarize,
+    embed_piece,
+    joined_turns,
+    load_encoder_soon,
+    speaker_segments,
+)
+from batchscribe.speakers.sources import speaker_sources
 
 FAILURES_FILE = "failures.jsonl"
 LANGUAGE_PROBE_SECONDS = 5.0  # speech gathered before a file's language is detected
@@ -56,10 +66,16 @@ class _Job:
     duration: Optional[float] = None
     piece_count: Optional[int] = None
     words: dict[int, list[Word]] = field(default_factory=dict)
+    piece_speakers: tuple[str, ...] = ()  # --speakers channels: each piece's channel name
+    speaker_turns: tuple = ()  # (start, end, speaker) of the speech
+    speaker_windows: list = field(default_factory=list)  # --diarize: embedded windows (speakers/windows.py)
+    embeddings_pending: int = 0
+    speaker_error: Optional[str] = None
+    audio: SourceAudio = SourceAudio()
 
     @property
     def complete(self) -> bool:
-        return self.piece_count is not None and len(self.words) == self.piece_count
+        return self.piece_count is not None and len(self.words) == self.piece_count and not self.embeddings_pending
 
 
 @dataclass
@@ -69,6 +85,17 @@ class _FileRead:
     piece_count: int
     language: str
     language_probability: float
+    audio: SourceAudio
+    piece_speakers: tuple[str, ...] = ()
+    speaker_turns: tuple = ()
+
+
+@dataclass
+class _Speech:
+    """A piece to embed for diarization, on the model workers' pool beside the batches."""
+
+    job_id: int
+    piece: SpeechPiece
 
 
 @dataclass
@@ -134,20 +161,31 @@ class _Producer(threading.Thread):
 
     def _read(self, job_id: int, job: _Job) -> None:
         try:
-            stream = open_audio(job.input.path)
+            stream = open_audio(job.input.path, self.options.audio_track or 1)
             count = 0
             language, probability = self.options.language or "en", 1.0
-            pieces = self._with_language(speech_pieces(stream.blocks(), VadOptions()))
-            for piece, language, probability in pieces:  # noqa: B007 (the last values describe the file)
+            sources = speaker_sources(stream, self.options)  # --speakers channels, --audio-track all
+            found = sources.pieces(VadOptions()) if sources else self._media_timeline(stream)
+            for piece, language, probability in self._with_language(found):  # noqa: B007 (the last describe the file)
                 self._add(language, PieceRef(job_id, count, piece))
+                if self.options.speakers == "diarize":
+                    self._put(_Speech(job_id, piece))
                 count += 1
-            self._put(_FileRead(job_id, stream.decoded_seconds, count, language, probability))
+            end, audio = (sources.end, sources.source_audio()) if sources else (stream.end, stream.source_audio())
+            labels, turns = (tuple(sources.labels), joined_turns(sources.turns)) if sources else ((), ())
+            self._put(_FileRead(job_id, end, count, language, probability, audio, labels, turns))
         except BatchscribeError as error:
             self._put(_FileFailed(job_id, str(error), FailureKind.of(error)))
         except Exception as error:  # a decoder bug must not stop the batch (and recurs on the same bytes)
             kind = FailureKind.TRANSIENT if isinstance(error, (OSError, MemoryError)) else FailureKind.BAD_INPUT
             message = f"{job.input.path}: unexpected error while reading: {error!r}"
             self._put(_FileFailed(job_id, message, kind))
+
+    @staticmethod
+    def _media_timeline(stream) -> Iterator[SpeechPiece]:
+        """The stream's speech pieces, on the media's timeline (`stream.start` is known once they flow)."""
+        for piece in speech_pieces(stream.blocks(), VadOptions()):
+            yield piece.shifted(stream.start)
 
     def _with_language(self, pieces: Iterator[SpeechPiece]) -> Iterator[tuple[SpeechPiece, str, float]]:
         """Tag pieces with the file's language, detected on its first seconds of speech."""
@@ -239,12 +277,18 @@ class _Run:
 
     def complete(self, job: _Job, model_name: str) -> None:
         pieces = [job.words[i] for i in range(job.piece_count or 0)]
-        words = [w for piece in pieces for w in piece]
+        try:
+            segments = self._segments(job, pieces)
+        except Exception as error:  # the speaker step failing fails this file, never the batch
+            self.fail(str(job.input.path), f"{job.input.path}: speaker labelling failed: {error}")
+            return
         transcript = Transcript(
-            segments=build_segments(words, keep_words=self.options.word_timestamps),
+            segments=segments,
             language=job.language,
             language_probability=job.language_probability,
             duration=job.duration or 0.0,
+            speaker_turns=job.speaker_turns,
+            audio=job.audio,
         )
         result = FileResult(str(job.input.path), "ok", transcript=transcript, audio_seconds=transcript.duration)
         if self.output_dir is not None:
@@ -254,6 +298,20 @@ class _Run:
                 self.fail(str(job.input.path), f"{job.input.path}: cannot write its transcript: {error}")
                 return
         self.finish(result)
+
+    def _segments(self, job: _Job, pieces: list[list[Word]]) -> tuple[Segment, ...]:
+        keep = self.options.word_timestamps
+        if self.options.speakers == "channels" or self.options.audio_track == 0:  # a source per speaker
+            return channel_segments(pieces, job.piece_speakers, build_segments, keep)
+        words = [w for piece in pieces for w in piece]
+        if self.options.speakers != "diarize":
+            return build_segments(words, keep_words=keep)
+        if job.speaker_error:
+            raise BatchscribeError(job.speaker_error)
+        options = self.options
+        count = SpeakerCount(options.num_speakers, options.min_speakers, options.max_speakers)
+        words, job.speaker_turns = diarize(words, job.speaker_windows, count)
+        return speaker_segments(words, build_segments, keep)
 
     def _write(self, job: _Job, transcript: Transcript, model_name: str) -> dict[str, Path]:
         assert self.output_dir is not None
@@ -289,6 +347,7 @@ class Transcriber:
             raise BatchscribeError(
                 f"unknown output format(s): {', '.join(sorted(unknown))}; choose from {', '.join(WRITERS)}"
             )
+        self._check_speaker_options()
         self.placement = self._placement(self.options.backend)
         self.model = resolve_model(self.options.model, self.options.backend)
         if self.model.layout == "hf" and self.placement.backend != "torch":
@@ -297,6 +356,17 @@ class Transcriber:
             self.options = replace(self.options, batch_size=best_batch_size(self.placement))
         self.model_load_seconds = 0.0
         self._engine: Optional[Engine] = None
+
+    def _check_speaker_options(self) -> None:
+        options = self.options
+        if options.audio_track == 0 and options.speakers:
+            raise OptionsError(f"--audio-track all labels each track as a speaker: drop --speakers {options.speakers}")
+        if options.speakers == "diarize":
+            SpeakerCount(options.num_speakers, options.min_speakers, options.max_speakers)  # raises OptionsError
+        elif "rttm" in options.formats and not options.speakers and options.audio_track != 0:
+            raise OptionsError(
+                "--formats rttm holds speaker turns: add --diarize, --speakers channels or --audio-track all"
+            )
 
     def _placement(self, backend: str) -> Placement:
         options = self.options
@@ -373,6 +443,14 @@ def _batch_words(future: Future) -> PieceWords:
         ) from error
 
 
+def _take_speaker_windows(job: _Job, future: Future) -> None:
+    job.embeddings_pending -= 1
+    try:
+        job.speaker_windows.extend(future.result())
+    except Exception as error:
+        job.speaker_error = f"the speaker encoder failed: {type(error).__name__}: {error}"
+
+
 def _transcribe(
     load_engine: Callable[[], Engine],
     model: ResolvedModel,
@@ -384,13 +462,16 @@ def _transcribe(
     model_name = model.name
     producer = _Producer(load_engine, model, jobs, options)
     producer.start()
+    speaker_encoder = load_encoder_soon(options.speaker_model if options.speakers == "diarize" else None)
     try:
         engine = load_engine()
+        encoder = speaker_encoder()
     except BaseException:
         producer.stop.set()
         producer.join(timeout=5)
         raise
     decode_options = DecodeOptions(task=options.task, beam_size=options.beam_size)
+    speaker_jobs: dict[Future, int] = {}  # embeddings in flight -> their file
     failed: set[int] = set()
     running: set[Future] = set()
     ended = False
@@ -410,7 +491,14 @@ def _transcribe(
             job = jobs[item.job_id]
             job.duration, job.piece_count = item.duration, item.piece_count
             job.language, job.language_probability = item.language, item.language_probability
+            job.piece_speakers, job.speaker_turns = item.piece_speakers, item.speaker_turns
+            job.audio = item.audio
             finish_ready({item.job_id})
+        elif isinstance(item, _Speech):
+            jobs[item.job_id].embeddings_pending += 1
+            embedding = pool.submit(embed_piece, encoder, item.piece)
+            speaker_jobs[embedding] = item.job_id
+            running.add(embedding)
         else:
             producer.batch_taken()
             running.add(pool.submit(transcribe_batch, engine, item, decode_options))
@@ -434,6 +522,11 @@ def _transcribe(
                 )
                 for future in done:
                     running.discard(future)
+                    if future in speaker_jobs:
+                        job_id = speaker_jobs.pop(future)
+                        _take_speaker_windows(jobs[job_id], future)
+                        finish_ready({job_id})
+                        continue
                     touched = set()
                     for (job_id, index), words in _batch_words(future).items():
                         jobs[job_id].words[index] = words

@@ -11,7 +11,7 @@ from batchscribe.results import FileResult
 
 
 class TerminalProgress:
-    """A rich progress bar on a terminal; one line per failure either way."""
+    """A rich progress bar on a terminal; one line per failure, and per note about a file's audio, either way."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console(stderr=True)
@@ -42,6 +42,9 @@ class TerminalProgress:
     def file_finished(self, result: FileResult) -> None:
         if result.status == "failed":
             self.console.print(f"[red]failed:[/red] {result.error}", highlight=False, soft_wrap=True)
+        if result.transcript is not None:
+            for note in result.transcript.audio.notes():  # audio tracks left out, a corrected downmix
+                self.console.print(f"[yellow]note:[/yellow] {result.source}: {note}", highlight=False, soft_wrap=True)
         self.audio_seconds += result.audio_seconds
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         self._bar.update(self._task, advance=1, hours=self.audio_seconds / 3600, speed=self.audio_seconds / elapsed)

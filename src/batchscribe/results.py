@@ -18,6 +18,7 @@ class Word:
     end: float
     word: str
     probability: float
+    speaker: Optional[str] = None  # with --diarize / --speakers: SPEAKER_1, left, a track's title...
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,54 @@ class Segment:
     end: float
     text: str
     words: tuple[Word, ...] = ()
+    speaker: Optional[str] = None  # one speaker per segment: segments are cut where the speaker changes
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """One audio track of a media file; `index` counts audio tracks from 1, as --audio-track does."""
+
+    index: int
+    title: Optional[str] = None
+    language: Optional[str] = None  # the container's tag (e.g. "eng"), None when absent or "und"
+    transcribed: bool = False
+
+    @property
+    def label(self) -> str:
+        """E.g. "track 2 ('Guest mic', eng)", as the summary and errors name it."""
+        details = ", ".join(d for d in (repr(self.title) if self.title else None, self.language) if d)
+        return f"track {self.index}" + (f" ({details})" if details else "")
+
+
+@dataclass(frozen=True)
+class SourceAudio:
+    """What the audio front end found and did: which track, where it starts, what the downmix fixed."""
+
+    tracks: tuple[AudioTrack, ...] = ()
+    start: float = 0.0  # seconds on the media's timeline (a player's clock) where the audio track begins
+    channels: int = 1
+    polarity_corrected_seconds: float = 0.0  # audio in which a channel was flipped so as not to cancel the mix
+
+    @property
+    def left_out(self) -> tuple[AudioTrack, ...]:
+        return tuple(t for t in self.tracks if not t.transcribed)
+
+    def notes(self) -> list[str]:
+        """What a user should hear about, one sentence each (tracks left out, a corrected downmix)."""
+        notes = []
+        if self.left_out:
+            chosen = ", ".join(t.label for t in self.tracks if t.transcribed)
+            others = ", ".join(t.label for t in self.left_out)
+            notes.append(
+                f"{len(self.tracks)} audio tracks; transcribed {chosen}; left out {others} "
+                f"(--audio-track N picks another)"
+            )
+        if self.polarity_corrected_seconds > 0:
+            notes.append(
+                f"its {self.channels} channels cancelled each other when mixed to mono (a polarity-inverted channel) "
+                f"in {self.polarity_corrected_seconds:.1f} s of audio; transcribed their sign-corrected sum there"
+            )
+        return notes
 
 
 @dataclass(frozen=True)
@@ -37,6 +86,10 @@ class Transcript:
     language: str
     language_probability: float
     duration: float
+    audio: SourceAudio = SourceAudio()
+    # (start s, end s, speaker) of each stretch of speech, with --diarize / --speakers: the speech
+    # detector's times, which cover speech the words' times miss (the RTTM output)
+    speaker_turns: tuple[tuple[float, float, str], ...] = ()
 
     @property
     def text(self) -> str:

@@ -2,25 +2,39 @@
 
 Audio is yielded in blocks so a 3-hour file never needs its whole signal in memory.
 Every way a file can be unusable becomes an InputError that names the problem.
+
+A media file may hold several audio tracks: `open_audio(path, track=k)` decodes the k-th
+(counted from 1), and every AudioStream lists them all. Times are on the media's own timeline,
+the one a player shows: an audio track that starts 4 s after the picture (an MP4 edit list, an
+MKV whose first audio packet is at 4 s) has `start` = 4.0, which its transcript's times include.
+The stream may change sample rate, channel count or sample format part-way (joined MP3s);
+the resampler follows. Channels are mixed to mono by audio.downmix (polarity- and DC-safe).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 import av
 import numpy as np
 
+from batchscribe.audio.downmix import MonoMix
 from batchscribe.errors import InputError
+from batchscribe.results import AudioTrack, SourceAudio
 
 SAMPLE_RATE = 16000
 
 # A file that decodes to less than this share of the duration its container declares
 # has been cut short (an interrupted copy or upload).
 _TRUNCATION_TOLERANCE = 0.9
+# Undecodable packets skipped before a file counts as corrupt: this many, or this share of its packets.
+_BAD_PACKETS_SKIPPED = 3
+_BAD_PACKET_SHARE = 0.01
+_MKV_DURATION = re.compile(r"^(\d+):(\d\d):(\d\d(?:\.\d+)?)$")
 
 
 def _check_readable(path: Path) -> None:
@@ -53,48 +67,134 @@ def _check_riff_size(path: Path) -> None:
         )
 
 
-def _declared_seconds(container: av.container.InputContainer, stream: av.audio.AudioStream) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
+def _container_start(container: av.container.InputContainer) -> float:
+    """Where a player's clock starts (MPEG-TS, for one, rarely starts at 0)."""
+    return container.start_time / av.time_base if container.start_time is not None else 0.0
+
+
+def _declared_end(container: av.container.InputContainer, stream: av.audio.AudioStream) -> Optional[float]:
+    """Where the audio track says it ends on the media's timeline, in seconds, if it says so.
+
+    Only the audio track's own length counts: a video track may well run on after the audio
+    stopped (a screen recording), which is not truncation. FFmpeg fills an unknown track length
+    in from the whole file's, so a stream's length is believed only where the container records
+    one per track (MP4/MOV, Matroska's DURATION tag) or where there is nothing but audio."""
+    tag = _MKV_DURATION.match(stream.metadata.get("DURATION", ""))  # Matroska: the track's end time
+    if tag:
+        hours, minutes, seconds = tag.groups()
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    others = [
+        s for s in container.streams
+        if s.type != "audio" and not (s.type == "video" and s.disposition & av.stream.Disposition.attached_pic)
+    ]  # fmt: skip
+    per_track = "mov" in container.format.name.split(",")  # the MP4 family: each track's header has its length
+    if stream.duration is not None and stream.time_base is not None and (per_track or not others):
+        start = stream.start_time or 0
+        return float((start + stream.duration) * stream.time_base) - _container_start(container)
+    if container.duration is not None and not others:
         return container.duration / av.time_base
     return None
 
 
+def _tracks(container: av.container.InputContainer, chosen: int) -> tuple[AudioTrack, ...]:
+    tracks = []
+    for number, stream in enumerate(container.streams.audio, start=1):
+        tags = {key.lower(): value for key, value in stream.metadata.items()}
+        language = tags.get("language")
+        tracks.append(
+            AudioTrack(
+                index=number,
+                title=tags.get("title") or tags.get("name") or None,
+                language=language if language and language != "und" else None,
+                transcribed=number == chosen,
+            )
+        )
+    return tuple(tracks)
+
+
 @dataclass
 class AudioStream:
-    """An opened audio file; iterate `blocks()` once to get its samples."""
+    """An opened audio track; iterate `blocks()` once to get its samples.
+
+    `start` (seconds on the media's timeline of the first sample) is known once the first block
+    is out; `decoded_seconds`, `end` and `source_audio()` once blocks() is exhausted."""
 
     path: Path
     codec: str
     source_rate: int
     channels: int
-    declared_seconds: float | None
+    declared_end: Optional[float]
+    tracks: tuple[AudioTrack, ...]
+    track: int  # which of `tracks` this is, from 1
     _container: av.container.InputContainer
-    decoded_seconds: float = 0.0  # known once blocks() is exhausted
+    _stream: av.audio.AudioStream
+    decoded_seconds: float = 0.0
+    start: float = 0.0
+    _mix: MonoMix = field(default_factory=lambda: MonoMix(SAMPLE_RATE))
+    _changed: bool = False  # the stream changed rate, layout or sample format part-way
+    _packets: int = 0
+    _bad_packets: int = 0
+
+    @property
+    def end(self) -> float:
+        return self.start + self.decoded_seconds
+
+    def source_audio(self) -> SourceAudio:
+        return SourceAudio(self.tracks, round(self.start, 3), self.channels, self._mix.corrected_seconds)
 
     def blocks(self, block_seconds: float = 60.0) -> Iterator[np.ndarray]:
         """Yield float32 16 kHz mono blocks of about `block_seconds`; raise InputError on damage."""
         target = int(block_seconds * SAMPLE_RATE)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
-        pending: list[np.ndarray] = []
+        resampler: Optional[av.AudioResampler] = None
+        setup: Optional[tuple] = None
+        channels: list[np.ndarray] = []  # resampled (channels, samples) chunks not yet mixed, one layout
+        layout: list[str] = []
+        pending: list[np.ndarray] = []  # mixed mono chunks
         pending_samples = 0
         decoded_samples = 0
-        stream = self._container.streams.audio[0]
+        first = True
+
+        def take(frames: list[av.AudioFrame]) -> None:
+            nonlocal pending_samples, layout
+            for out in frames:
+                names = [c.name for c in out.layout.channels]
+                if channels and names != layout:
+                    mix()
+                layout = names
+                samples = out.to_ndarray().reshape(len(names), -1)
+                channels.append(samples)
+                pending_samples += samples.shape[1]
+
+        def mix() -> None:
+            if channels:
+                pending.append(self._mix(np.concatenate(channels, axis=1), layout))
+                channels.clear()
+
         try:
-            for packet in self._container.demux(stream):
-                for frame in packet.decode():
-                    for out in resampler.resample(frame):
-                        samples = out.to_ndarray().reshape(-1)
-                        pending.append(samples)
-                        pending_samples += samples.size
+            for packet in self._container.demux(self._stream):
+                for frame in self._decode(packet):
+                    if first:
+                        self._set_start(frame)
+                        first = False
+                    # A stream may change rate, layout or sample format part-way (joined MP3s):
+                    # a resampler is set up for one of each, so make a new one at a change.
+                    now = (frame.format.name, frame.layout.name, frame.sample_rate)
+                    if now != setup:
+                        if resampler is not None:
+                            take(resampler.resample(None))
+                            self._changed = True
+                        resampler = av.AudioResampler(format="fltp", layout=frame.layout, rate=SAMPLE_RATE)
+                        setup = now
+                    take(resampler.resample(frame))
                 if pending_samples >= target:
+                    mix()
                     block = np.concatenate(pending)
                     decoded_samples += block.size
                     pending, pending_samples = [], 0
                     yield block
-            for out in resampler.resample(None):
-                pending.append(out.to_ndarray().reshape(-1))
+            if resampler is not None:
+                take(resampler.resample(None))
+            mix()
         except (av.error.InvalidDataError, av.error.FFmpegError) as error:
             at = (decoded_samples + pending_samples) / SAMPLE_RATE
             raise InputError(
@@ -107,21 +207,49 @@ class AudioStream:
         self.decoded_seconds = decoded_samples / SAMPLE_RATE
         if decoded_samples == 0:
             raise InputError(f"{self.path}: no audio could be decoded from its {self.codec} stream")
-        self._check_complete(self.decoded_seconds)
+        self._check_complete()
         if tail.size:
             yield tail
 
-    def _check_complete(self, decoded_seconds: float) -> None:
-        declared = self.declared_seconds
-        if declared and decoded_seconds < declared * _TRUNCATION_TOLERANCE - 0.5:
+    def _decode(self, packet: av.Packet) -> list[av.AudioFrame]:
+        """A packet's frames; a few undecodable packets are skipped, as FFmpeg's own tools do (an ID3
+        tag left between joined MP3s is one), but a file with more than a few is corrupt."""
+        self._packets += 1
+        try:
+            return packet.decode()
+        except av.error.InvalidDataError:
+            self._bad_packets += 1
+            if self._bad_packets > max(_BAD_PACKETS_SKIPPED, _BAD_PACKET_SHARE * self._packets):
+                raise
+            return []
+
+    def _set_start(self, frame: av.AudioFrame) -> None:
+        """The first sample's time on the media's timeline: the decoder's timestamps honour MP4
+        edit lists and Matroska's first-packet time alike."""
+        if frame.time is not None:
+            first = frame.time
+        elif self._stream.start_time is not None and self._stream.time_base is not None:
+            first = float(self._stream.start_time * self._stream.time_base)
+        else:
+            first = 0.0
+        self.start = max(0.0, first - _container_start(self._container))
+
+    def _check_complete(self) -> None:
+        declared = self.declared_end
+        # A stream that changed part-way declares (at best) its first part's length: MP3's is
+        # estimated from the first frame's bit rate and the file size.
+        if declared and not self._changed and self.end < declared * _TRUNCATION_TOLERANCE - 0.5:
             raise InputError(
-                f"{self.path}: truncated audio ({self.codec}), the file declares {declared:.1f} s "
-                f"but only {decoded_seconds:.1f} s could be decoded"
+                f"{self.path}: truncated audio ({self.codec}), the file declares {declared - self.start:.1f} s "
+                f"but only {self.decoded_seconds:.1f} s could be decoded"
             )
 
 
-def open_audio(path: str | os.PathLike) -> AudioStream:
-    """Open `path` and check it holds a decodable audio stream."""
+def open_audio(path: str | os.PathLike, track: int = 1) -> AudioStream:
+    """Open audio track `track` (counted from 1) of `path` and check it can be decoded.
+
+    Raises InputError when the file is missing, unreadable, not media, has no audio, or has
+    no such track (the message lists the tracks it has)."""
     path = Path(path)
     _check_readable(path)
     _check_riff_size(path)
@@ -133,13 +261,21 @@ def open_audio(path: str | os.PathLike) -> AudioStream:
         found = ", ".join(f"{s.type} {s.codec_context.name}" for s in container.streams) or "none"
         container.close()
         raise InputError(f"{path}: has no audio stream (streams found: {found})")
-    stream = container.streams.audio[0]
+    tracks = _tracks(container, track)
+    if not 1 <= track <= len(tracks):
+        container.close()
+        listed = ", ".join(t.label for t in tracks)
+        raise InputError(f"{path}: has no audio track {track} (counted from 1); it has {len(tracks)}: {listed}")
+    stream = container.streams.audio[track - 1]
     stream.thread_type = "AUTO"
     return AudioStream(
         path=path,
         codec=stream.codec_context.name,
         source_rate=stream.rate or 0,
         channels=stream.channels or 0,
-        declared_seconds=_declared_seconds(container, stream),
+        declared_end=_declared_end(container, stream),
+        tracks=tracks,
+        track=track,
         _container=container,
+        _stream=stream,
     )

@@ -48,6 +48,13 @@ class SpeechPiece:
     def end(self) -> float:
         return self.start + self.duration
 
+    def shifted(self, seconds: float) -> "SpeechPiece":
+        """The same piece `seconds` later (to put it on the media's timeline)."""
+        if not seconds:
+            return self
+        regions = tuple((start + seconds, end + seconds) for start, end in self.regions)
+        return SpeechPiece(self.start + seconds, self.audio, regions)
+
 
 def _detect(buffer: np.ndarray, options: VadOptions) -> list[tuple[int, int]]:
     silero = _SileroOptions(

@@ -11,7 +11,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 from batchscribe.errors import OptionsError
 from batchscribe.storage.keys import is_media
@@ -35,7 +35,10 @@ def backfill(
     files_per_job: int,
     manifest_prefix: str,
     endpoint_url: Optional[str] = None,
+    job_args: Sequence[str] = (),
 ) -> list[SubmittedJob]:
+    """Submit array jobs over the media under `source_uri`; `job_args` (e.g. `--speakers diarize`)
+    are appended to every child's `batchscribe job` command, so the options travel with the jobs."""
     import boto3
 
     from batchscribe.storage.s3 import S3Store
@@ -63,7 +66,7 @@ def backfill(
             "jobName": "batchscribe-backfill",
             "jobQueue": job_queue,
             "jobDefinition": job_definition,
-            "containerOverrides": {"command": ["batchscribe", "job", "--manifest", manifest]},
+            "containerOverrides": {"command": ["batchscribe", "job", "--manifest", manifest, *job_args]},
         }
         if size > 1:  # Batch's arrays have 2 to 10,000 children
             request["arrayProperties"] = {"size": size}

@@ -90,6 +90,8 @@ def run_job(
                     log.error("%s", (result.error or "failed").replace(result.source, source.root + relative))
                     continue
                 texts = render(result.transcript, summary.model, source.root + relative, options)
+                for note in result.transcript.audio.notes():  # audio tracks left out, a corrected downmix
+                    log.warning("%s: %s", source.root + relative, note)
                 try:
                     put_transcript(destination, relative, texts)
                     log.info("done: %s", source.root + relative)

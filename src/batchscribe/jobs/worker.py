@@ -180,6 +180,8 @@ class Worker:
             return
         pending.pop(job.id, None)
         took = time.monotonic() - self._claimed
+        for note in result.transcript.audio.notes():  # audio tracks left out, a corrected downmix
+            log.warning("%s: %s", job.source_uri, note)
 
         def acknowledge(job: Job = job, seconds: float = result.audio_seconds) -> None:
             if self.store.succeed(job.id, self.owner, seconds):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from batchscribe.options import TranscribeOptions
+from batchscribe.outputs.rttm import to_rttm, turn_prefixes
 from batchscribe.results import Transcript
 
 
@@ -23,18 +24,23 @@ def _clock(seconds: float, decimal: str) -> str:
 
 
 def to_txt(transcript: Transcript, metadata: dict) -> str:
-    return "".join(f"{s.text}\n" for s in transcript.segments)
+    turns = turn_prefixes(transcript.segments)  # "[SPEAKER_1] " where a speaker's turn starts
+    return "".join(f"{p}{s.text}\n" for p, s in zip(turns, transcript.segments, strict=True))
 
 
 def to_srt(transcript: Transcript, metadata: dict) -> str:
+    turns = turn_prefixes(transcript.segments)
     return "".join(
-        f"{n}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n\n"
-        for n, s in enumerate(transcript.segments, start=1)
+        f"{n}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{p}{s.text}\n\n"
+        for n, (p, s) in enumerate(zip(turns, transcript.segments, strict=True), start=1)
     )
 
 
 def to_vtt(transcript: Transcript, metadata: dict) -> str:
-    cues = "".join(f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n\n" for s in transcript.segments)
+    cues = "".join(
+        f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{f'<v {s.speaker}>' if s.speaker else ''}{s.text}\n\n"
+        for s in transcript.segments
+    )
     return "WEBVTT\n\n" + cues
 
 
@@ -43,6 +49,8 @@ def to_json(transcript: Transcript, metadata: dict) -> str:
     segments = []
     for s in transcript.segments:
         entry = {"id": s.id, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+        if s.speaker:
+            entry["speaker"] = s.speaker
         if s.words:
             entry["words"] = [
                 {
@@ -50,6 +58,7 @@ def to_json(transcript: Transcript, metadata: dict) -> str:
                     "start": round(w.start, 3),
                     "end": round(w.end, 3),
                     "probability": round(w.probability, 4),
+                    **({"speaker": w.speaker} if w.speaker else {}),
                 }
                 for w in s.words
             ]
@@ -60,9 +69,29 @@ def to_json(transcript: Transcript, metadata: dict) -> str:
         "language": transcript.language,
         "language_probability": round(transcript.language_probability, 4),
         "duration": round(transcript.duration, 3),
+        **_audio(transcript),
         **metadata,
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def _audio(transcript: Transcript) -> dict:
+    """Which audio tracks were transcribed, where the audio starts, and what the downmix corrected."""
+    audio = transcript.audio
+    document: dict = {
+        "audio_start": audio.start,
+        "audio_tracks": [
+            {"index": t.index, "title": t.title, "language": t.language, "transcribed": t.transcribed}
+            for t in audio.tracks
+        ],
+    }
+    if audio.polarity_corrected_seconds:
+        document["downmix"] = {
+            "channels": audio.channels,
+            "polarity_corrected_seconds": round(audio.polarity_corrected_seconds, 1),
+            "method": "sign-corrected sum (a polarity-inverted channel cancelled the plain mono mix)",
+        }
+    return document
 
 
 WRITERS: dict[str, Callable[[Transcript, dict], str]] = {
@@ -70,6 +99,7 @@ WRITERS: dict[str, Callable[[Transcript, dict], str]] = {
     "srt": to_srt,
     "vtt": to_vtt,
     "json": to_json,
+    "rttm": to_rttm,  # only when asked for (--formats rttm): who spoke when, the diarization standard
 }
 
 
