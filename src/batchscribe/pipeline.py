@@ -350,7 +350,6 @@ class Transcriber:
         engine_loader: Callable[[ResolvedModel, Placement], Engine] = load_engine,
     ):
         self.options = options or TranscribeOptions()
-        self._engine_loader = engine_loader
         unknown = set(self.options.formats) - set(WRITERS)
         if unknown:
             raise BatchscribeError(
@@ -365,6 +364,7 @@ class Transcriber:
             self.options = replace(self.options, batch_size=best_batch_size(self.placement))
         self.model_load_seconds = 0.0
         self._engine: Optional[Engine] = None
+        self._engine_loader = engine_loader
 
     def _check_speaker_options(self) -> None:
         options = self.options
