@@ -18,7 +18,9 @@ from batchscribe.storage.local import LocalStore
 OPTIONS = TranscribeOptions(formats=("txt", "json"), batch_size=1)
 
 
-def queue_folder(tmp_path: Path, scripts: dict[str, list[int]], junk: tuple[str, ...] = ()) -> JobStore:
+def queue_folder(
+    tmp_path: Path, scripts: dict[str, list[int]], junk: tuple[str, ...] = (), backoff_seconds: float = 10.0
+) -> JobStore:
     """Files saying `scripts` (and `junk`, random bytes) in tmp/in, one job each for tmp/out."""
     inbox = tmp_path / "in"
     inbox.mkdir()
@@ -26,7 +28,7 @@ def queue_folder(tmp_path: Path, scripts: dict[str, list[int]], junk: tuple[str,
         write_wav(inbox / f"{name}.wav", marked_speech(phrases))
     for name in junk:
         (inbox / f"{name}.wav").write_bytes(np.random.default_rng(0).bytes(20_000))
-    store = JobStore(tmp_path / "jobs.db")
+    store = JobStore(tmp_path / "jobs.db", backoff_seconds=backoff_seconds)
     for item in LocalStore(inbox).list():
         store.enqueue(item, LocalStore(tmp_path / "out").root)
     return store
@@ -75,6 +77,32 @@ def test_each_file_is_acknowledged_once_stored_and_a_bad_one_fails_with_its_reas
         "b.wav.json",
         "b.wav.txt",
     ]
+
+
+def test_the_model_failing_on_a_batch_fails_only_its_unfinished_jobs_which_a_retry_then_does(tmp_path):
+    """The second model batch fails once (the model, not a file): a, stored from the first batch, stays
+    succeeded and is not transcribed again; b fails this attempt with the reason and succeeds on the next."""
+    scripts = {"a": [0, 1, 2, 3, 4], "b": [5, 6]}
+    store = queue_folder(tmp_path, scripts, backoff_seconds=0.05)
+    tries = []
+
+    def fail_once(windows: list[list[str]]) -> None:
+        if any(PHRASES[5] in window for window in windows):
+            tries.append({Path(job.key).stem: (job.state, job.attempts, job.last_error) for job in store.jobs()})
+            if len(tries) == 1:
+                raise RuntimeError("scripted: CUDA out of memory")
+
+    engine = FakeEngine(before_decode=fail_once)
+    worker(store, engine).run()
+
+    assert len(tries) == 2
+    state, attempts, error = tries[1]["b"]
+    assert (state, attempts) == (JobState.RUNNING, 1) and "batch failed" in error and "CUDA out of memory" in error
+    assert tries[1]["a"] == (JobState.SUCCEEDED, 0, None)
+    assert states(store) == {"a": JobState.SUCCEEDED, "b": JobState.SUCCEEDED}
+    assert len([w for call in engine.calls for w in call if PHRASES[0] in w]) == 1  # a was not redone
+    for name, phrases in scripts.items():
+        assert transcript(tmp_path, name) == expected_text(phrases)
 
 
 def test_a_stop_finishes_the_current_batch_claims_no_more_and_the_next_worker_does_the_rest(tmp_path):
