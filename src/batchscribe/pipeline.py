@@ -338,9 +338,17 @@ class _Run:
 
 
 class Transcriber:
-    """A model loaded once (on first use) that transcribes run after run: what a worker keeps."""
+    """A model loaded once (on first use) that transcribes run after run: what a worker keeps.
 
-    def __init__(self, options: Optional[TranscribeOptions] = None):
+    `engine_loader` makes the engine from the resolved model and its placement: the backend's
+    (engine/backends.py) unless a test hands in another, such as a fake that returns scripted words.
+    """
+
+    def __init__(
+        self,
+        options: Optional[TranscribeOptions] = None,
+        engine_loader: Callable[[ResolvedModel, Placement], Engine] = load_engine,
+    ):
         self.options = options or TranscribeOptions()
         unknown = set(self.options.formats) - set(WRITERS)
         if unknown:
@@ -356,6 +364,7 @@ class Transcriber:
             self.options = replace(self.options, batch_size=best_batch_size(self.placement))
         self.model_load_seconds = 0.0
         self._engine: Optional[Engine] = None
+        self._engine_loader = engine_loader
 
     def _check_speaker_options(self) -> None:
         options = self.options
@@ -375,7 +384,7 @@ class Transcriber:
     def engine(self) -> Engine:
         if self._engine is None:
             loading = time.perf_counter()
-            self._engine = load_engine(self.model, self.placement)
+            self._engine = self._engine_loader(self.model, self.placement)
             self.model_load_seconds = time.perf_counter() - loading
             if self.options.language:  # reject impossible options before reading audio
                 self._engine.tokenizer(self.options.language, self.options.task)

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from batchscribe.jobs.metrics import worker_metrics
 from batchscribe.jobs.store import Job, JobStore
@@ -25,6 +25,9 @@ from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.writers import render
 from batchscribe.results import FailureKind, FileResult
 from batchscribe.storage.objects import Store, open_store, put_transcript
+
+if TYPE_CHECKING:
+    from batchscribe.pipeline import Transcriber
 
 log = logging.getLogger("batchscribe.worker")
 
@@ -64,14 +67,23 @@ class _Held:
 
 
 class Worker:
-    def __init__(self, store: JobStore, options: TranscribeOptions, worker_options: WorkerOptions = WorkerOptions()):
+    def __init__(
+        self,
+        store: JobStore,
+        options: TranscribeOptions,
+        worker_options: WorkerOptions = WorkerOptions(),
+        transcriber: Optional[Transcriber] = None,
+    ):
+        """`transcriber`: one made for `options` unless given (a test hands in one with a fake engine)."""
         self.store = store
         self.options = options
         self.settings = worker_options
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
-        from batchscribe.pipeline import Transcriber  # the engine: loaded by workers, never by `serve`
+        if transcriber is None:
+            from batchscribe.pipeline import Transcriber  # the engine: loaded by workers, never by `serve`
 
-        self.transcriber = Transcriber(options)
+            transcriber = Transcriber(options)
+        self.transcriber = transcriber
         self.stop_requests = 0
         self._stores: dict[str, Store] = {}
         self._held = _Held()

@@ -1,0 +1,142 @@
+"""The worker on a real SQLite job store in a temp folder, with the fake engine (tests/fake_engine.py):
+acknowledgement per file, a bad file's reason, the first and the second stop. About a second each;
+the end-to-end runs with a real model and real processes are test_jobs_local.py and test_fleet.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from fake_engine import PHRASES, FakeEngine, expected_text, marked_speech, write_wav
+
+from batchscribe.jobs.store import JobState, JobStore
+from batchscribe.jobs.worker import Worker, WorkerOptions
+from batchscribe.options import TranscribeOptions
+from batchscribe.pipeline import Transcriber
+from batchscribe.storage.local import LocalStore
+
+OPTIONS = TranscribeOptions(formats=("txt", "json"), batch_size=1)
+
+
+def queue_folder(
+    tmp_path: Path, scripts: dict[str, list[int]], junk: tuple[str, ...] = (), backoff_seconds: float = 10.0
+) -> JobStore:
+    """Files saying `scripts` (and `junk`, random bytes) in tmp/in, one job each for tmp/out."""
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for name, phrases in scripts.items():
+        write_wav(inbox / f"{name}.wav", marked_speech(phrases))
+    for name in junk:
+        (inbox / f"{name}.wav").write_bytes(np.random.default_rng(0).bytes(20_000))
+    store = JobStore(tmp_path / "jobs.db", backoff_seconds=backoff_seconds)
+    for item in LocalStore(inbox).list():
+        store.enqueue(item, LocalStore(tmp_path / "out").root)
+    return store
+
+
+def worker(store: JobStore, engine: FakeEngine, files_per_batch: int = 16) -> Worker:
+    options = WorkerOptions(files_per_batch=files_per_batch, poll_seconds=0.05, exit_when_idle=True)
+    return Worker(store, OPTIONS, options, Transcriber(OPTIONS, engine_loader=engine.load))
+
+
+def states(store: JobStore) -> dict[str, JobState]:
+    return {Path(job.key).stem: job.state for job in store.jobs()}
+
+
+def transcript(tmp_path: Path, name: str) -> str:
+    return " ".join((tmp_path / "out" / f"{name}.wav.txt").read_text().split())
+
+
+def test_each_file_is_acknowledged_once_stored_and_a_bad_one_fails_with_its_reason(tmp_path):
+    """a fills the first model batch, b is in the second: when the second is decoded, a's transcript is
+    already stored and its job succeeded, and the junk file is dead with its reason, while b still runs."""
+    scripts = {"a": [0, 1, 2, 3, 4], "b": [5, 6]}
+    store = queue_folder(tmp_path, scripts, junk=("bad",))
+    seen = {}
+
+    def second_batch(windows: list[list[str]]) -> None:
+        if any(PHRASES[5] in window for window in windows):
+            seen["states"] = states(store)
+            seen["a stored"] = (tmp_path / "out" / "a.wav.txt").exists()
+
+    worker(store, FakeEngine(before_decode=second_batch)).run()
+
+    assert seen == {
+        "states": {"a": JobState.SUCCEEDED, "b": JobState.RUNNING, "bad": JobState.DEAD},
+        "a stored": True,
+    }
+    assert states(store) == {"a": JobState.SUCCEEDED, "b": JobState.SUCCEEDED, "bad": JobState.DEAD}
+    for name, phrases in scripts.items():
+        assert transcript(tmp_path, name) == expected_text(phrases)
+        assert (tmp_path / "out" / f"{name}.wav.json").exists()
+    (bad,) = store.jobs("dead")
+    assert bad.attempts == 1 and bad.last_error.startswith(bad.source_uri + ": not a recognised audio")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "a.wav.json",
+        "a.wav.txt",
+        "b.wav.json",
+        "b.wav.txt",
+    ]
+
+
+def test_the_model_failing_on_a_batch_fails_only_its_unfinished_jobs_which_a_retry_then_does(tmp_path):
+    """The second model batch fails once (the model, not a file): a, stored from the first batch, stays
+    succeeded and is not transcribed again; b fails this attempt with the reason and succeeds on the next."""
+    scripts = {"a": [0, 1, 2, 3, 4], "b": [5, 6]}
+    store = queue_folder(tmp_path, scripts, backoff_seconds=0.05)
+    tries = []
+
+    def fail_once(windows: list[list[str]]) -> None:
+        if any(PHRASES[5] in window for window in windows):
+            tries.append({Path(job.key).stem: (job.state, job.attempts, job.last_error) for job in store.jobs()})
+            if len(tries) == 1:
+                raise RuntimeError("scripted: CUDA out of memory")
+
+    engine = FakeEngine(before_decode=fail_once)
+    worker(store, engine).run()
+
+    assert len(tries) == 2
+    state, attempts, error = tries[1]["b"]
+    assert (state, attempts) == (JobState.RUNNING, 1) and "batch failed" in error and "CUDA out of memory" in error
+    assert tries[1]["a"] == (JobState.SUCCEEDED, 0, None)
+    assert states(store) == {"a": JobState.SUCCEEDED, "b": JobState.SUCCEEDED}
+    assert len([w for call in engine.calls for w in call if PHRASES[0] in w]) == 1  # a was not redone
+    for name, phrases in scripts.items():
+        assert transcript(tmp_path, name) == expected_text(phrases)
+
+
+def test_a_stop_finishes_the_current_batch_claims_no_more_and_the_next_worker_does_the_rest(tmp_path):
+    scripts = {"a": [0], "b": [1], "c": [2], "d": [3]}
+    store = queue_folder(tmp_path, scripts)
+    engine = FakeEngine(before_decode=lambda windows: first.request_stop())
+    first = worker(store, engine, files_per_batch=2)
+    first.run()  # returns once the claimed batch is done, though jobs are left
+
+    assert states(store) == {"a": "succeeded", "b": "succeeded", "c": "queued", "d": "queued"}
+    assert engine.calls == [[[PHRASES[0], PHRASES[1]]]]
+    assert [job.attempts for job in store.jobs("queued")] == [0, 0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.suffix == ".txt") == ["a.wav.txt", "b.wav.txt"]
+
+    again = FakeEngine()
+    worker(store, again, files_per_batch=2).run()
+    assert states(store) == dict.fromkeys(scripts, "succeeded")
+    assert again.calls == [[[PHRASES[2], PHRASES[3]]]]
+    for name, phrases in scripts.items():
+        assert transcript(tmp_path, name) == expected_text(phrases)
+
+
+def test_a_second_stop_gives_the_unfinished_jobs_back_at_once(tmp_path):
+    """Stopped twice while its batch is being decoded: nothing more is stored, every claimed job is
+    queued again without an attempt counted against it, and no lease is left behind."""
+    store = queue_folder(tmp_path, {"a": [0], "b": [1], "c": [2]})
+
+    def stop_twice(windows: list[list[str]]) -> None:
+        hurried.request_stop()
+        hurried.request_stop()
+
+    hurried = worker(store, FakeEngine(before_decode=stop_twice))
+    hurried.run()
+
+    assert states(store) == dict.fromkeys("abc", "queued")
+    assert all(job.attempts == 0 and job.lease_owner is None for job in store.jobs())
+    assert not (tmp_path / "out").exists()
