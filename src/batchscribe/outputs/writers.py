@@ -5,13 +5,14 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import socket
 import uuid
 from pathlib import Path
 from typing import Callable
 
 from batchscribe.options import TranscribeOptions
-from batchscribe.results import Transcript
+from batchscribe.results import Segment, Transcript
 
 
 def _clock(seconds: float, decimal: str) -> str:
@@ -26,16 +27,54 @@ def to_txt(transcript: Transcript, metadata: dict) -> str:
     return "".join(f"{s.text}\n" for s in transcript.segments)
 
 
+def _cues(transcript: Transcript, metadata: dict) -> list[tuple[float, float, str]]:
+    """(start, end, text) of each cue: one per segment, or with `highlight_words` openai-whisper's
+    karaoke style: a cue per word with that word underlined, and the plain line between words."""
+    if not metadata.get("highlight_words"):
+        return [(s.start, s.end, s.text) for s in transcript.segments]
+    cues = []
+    for segment in transcript.segments:
+        cues.extend(_highlighted(segment))
+    return cues
+
+
+def _highlighted(segment: Segment) -> list[tuple[float, float, str]]:
+    if not segment.words:
+        return [(segment.start, segment.end, segment.text)]
+    texts = [w.word for w in segment.words]
+    plain = "".join(texts).strip()
+    cues = []
+    last = segment.words[0].start
+    for i, word in enumerate(segment.words):
+        if _clock(last, ".") != _clock(word.start, "."):
+            cues.append((last, word.start, plain))
+        marked = "".join(re.sub(r"^(\s*)(.*)$", r"\1<u>\2</u>", t) if j == i else t for j, t in enumerate(texts))
+        cues.append((word.start, word.end, marked.strip()))
+        last = word.end
+    return cues
+
+
 def to_srt(transcript: Transcript, metadata: dict) -> str:
     return "".join(
-        f"{n}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n\n"
-        for n, s in enumerate(transcript.segments, start=1)
+        f"{n}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{text}\n\n"
+        for n, (start, end, text) in enumerate(_cues(transcript, metadata), start=1)
     )
 
 
 def to_vtt(transcript: Transcript, metadata: dict) -> str:
-    cues = "".join(f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n\n" for s in transcript.segments)
+    cues = "".join(f"{_clock(start, '.')} --> {_clock(end, '.')}\n{text}\n\n" for start, end, text in _cues(
+        transcript, metadata
+    ))  # fmt: skip
     return "WEBVTT\n\n" + cues
+
+
+def to_tsv(transcript: Transcript, metadata: dict) -> str:
+    """openai-whisper's TSV: start and end in integer milliseconds, then the text (tabs made spaces)."""
+    rows = "".join(
+        f"{round(1000 * s.start)}\t{round(1000 * s.end)}\t{s.text.strip().replace(chr(9), ' ')}\n"
+        for s in transcript.segments
+    )
+    return "start\tend\ttext\n" + rows
 
 
 def to_json(transcript: Transcript, metadata: dict) -> str:
@@ -43,6 +82,15 @@ def to_json(transcript: Transcript, metadata: dict) -> str:
     segments = []
     for s in transcript.segments:
         entry = {"id": s.id, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+        if s.avg_logprob is not None:  # openai-whisper's fields, of the window the segment was decoded in
+            entry.update(
+                seek=s.seek,
+                tokens=list(s.tokens),
+                temperature=s.temperature,
+                avg_logprob=round(s.avg_logprob, 4),
+                compression_ratio=round(s.compression_ratio or 0.0, 4),
+                no_speech_prob=round(s.no_speech_prob or 0.0, 4),
+            )
         if s.words:
             entry["words"] = [
                 {
@@ -60,7 +108,7 @@ def to_json(transcript: Transcript, metadata: dict) -> str:
         "language": transcript.language,
         "language_probability": round(transcript.language_probability, 4),
         "duration": round(transcript.duration, 3),
-        **metadata,
+        **{k: v for k, v in metadata.items() if k != "highlight_words"},
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
@@ -70,12 +118,15 @@ WRITERS: dict[str, Callable[[Transcript, dict], str]] = {
     "srt": to_srt,
     "vtt": to_vtt,
     "json": to_json,
+    "tsv": to_tsv,
 }
 
 
 def render(transcript: Transcript, model: str, source: str, options: TranscribeOptions) -> dict[str, str]:
     """Each requested format's text for one transcript, with the metadata every JSON carries."""
     metadata = {"model": model, "source": source, "options": options.output_settings()}
+    if options.highlight_words:
+        metadata["highlight_words"] = True
     return {fmt: WRITERS[fmt](transcript, metadata) for fmt in options.formats}
 
 
