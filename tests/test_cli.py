@@ -118,3 +118,28 @@ def test_reading_commands_and_help_start_without_the_engine(argv, tmp_path):
     assert json.loads(result.stderr.strip().splitlines()[-1]) == [], result.stderr
     if argv[0] == "jobs" and len(argv) == 1:
         assert result.stdout.splitlines()[0].split("\t")[:3] == ["id", "state", "attempts"]  # a header row
+
+
+def test_terminal_lines(capsys):
+    import logging
+
+    from batchscribe.cli.terminal import JsonFormatter, say, setup_logging, status_line
+
+    counts = {"queued": 44, "running": 4, "retrying": 0, "succeeded": 11, "dead": 1}
+    assert status_line(counts, started=0.0).startswith("12/60 done (1 dead) · 4 running · 44 queued · 0 retrying")
+    args = argparse.Namespace(verbose=0, quiet=0, log_format="json", interactive=True)
+    say(args, "2 succeeded, 0 dead", succeeded=2)
+    line = json.loads(capsys.readouterr().err)
+    assert line["message"] == "2 succeeded, 0 dead" and line["succeeded"] == 2
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging(args)  # `run`: per-file lines (INFO) only with -v
+        assert root.level == logging.WARNING and isinstance(root.handlers[0].formatter, JsonFormatter)
+        setup_logging(argparse.Namespace(verbose=0, quiet=1, log_format="text"))  # a daemon with -q
+        assert root.level == logging.WARNING
+        setup_logging(argparse.Namespace(verbose=0, quiet=0, log_format="text"))  # a daemon logs per file
+        assert root.level == logging.INFO
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

@@ -65,8 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         model=args.model, backend=args.backend, store=args.store_shown, source=source, output=args.output)  # fmt: skip
     if not watching:
         added, known = the_route.backfill(store)
-        if args.verbose or added or not known:
-            say(args, f"{added} new, {known} already known", queued=added, known=known)
+        say(args, f"{added} queued, {known} already known", queued=added, known=known)  # one line, not one per file
         work(args, exit_when_idle=args.once)
     else:
         watch = FolderWatch(the_route, store, settle_seconds=args.settle_seconds)

@@ -1,0 +1,80 @@
+"""Decoding controls and outputs that Whisper users' scripts expect, on real speech (tiny.en).
+
+1688-142285-0005 says "...accusing people of being shoppy at Helstone": tiny.en hears "Halston"
+until it is told the name, with --hotwords or an initial prompt.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+from conftest import LIBRISPEECH, run_cli
+
+from batchscribe.options import TranscribeOptions
+from batchscribe.pipeline import Transcriber
+
+pytestmark = pytest.mark.e2e
+
+HELSTONE = LIBRISPEECH / "1688-142285-0005.flac"  # "... shoppy at Helstone"
+OTHERS = [LIBRISPEECH / "3005-163389-0003.flac", LIBRISPEECH / "2414-128291-0002.flac"]
+
+
+def _texts(summary) -> dict[str, str]:
+    return {r.source: r.transcript.text for r in summary.results}
+
+
+def test_a_files_prompt_fixes_its_name_and_changes_only_that_file():
+    """With packing on, the prompted file's pieces go to windows of their own: the other files are
+    packed exactly as in a run without it, and get the same words."""
+    transcriber = Transcriber(TranscribeOptions(model="tiny.en", formats=("txt",)))
+    plain = _texts(transcriber.run([str(HELSTONE)], None))[str(HELSTONE)]
+    assert "Halston" in plain and "Helstone" not in plain  # the misrecognised name this test is about
+    others = _texts(transcriber.run([str(p) for p in OTHERS], None))
+    prompted = _texts(transcriber.run([str(HELSTONE), *map(str, OTHERS)], None, prompts={str(HELSTONE): "Helstone"}))
+    assert "Helstone" in prompted[str(HELSTONE)]
+    assert {k: v for k, v in prompted.items() if k != str(HELSTONE)} == others
+
+
+def test_outputs_whisper_scripts_read(tmp_path):
+    """--hotwords fixes the name; tsv parses back as openai-whisper writes it; JSON segments carry
+    tokens, temperature, avg_logprob, compression_ratio and no_speech_prob within their ranges;
+    --highlight-words underlines each word in SRT/VTT."""
+    result = run_cli("transcribe", str(HELSTONE), "-o", str(tmp_path), "-f", "all", "--hotwords", "Helstone",
+                     "--highlight_words", "True", "--word-timestamps", check=True)  # fmt: skip
+    stem = tmp_path / HELSTONE.stem
+    assert "Helstone" in stem.with_suffix(".txt").read_text()
+    with open(stem.with_suffix(".tsv"), newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    document = json.loads(stem.with_suffix(".json").read_text())
+    segments = document["segments"]
+    assert [(int(r["start"]), int(r["end"]), r["text"]) for r in rows] == [
+        (round(s["start"] * 1000), round(s["end"] * 1000), s["text"].strip()) for s in segments
+    ]
+    for segment in segments:
+        assert segment["tokens"] and all(isinstance(t, int) and 0 <= t < 51864 for t in segment["tokens"])
+        assert segment["temperature"] == 0.0
+        assert -2.0 < segment["avg_logprob"] <= 0.0
+        assert 0.5 < segment["compression_ratio"] < 2.4
+        assert 0.0 <= segment["no_speech_prob"] <= 0.2
+        assert isinstance(segment["seek"], int) and segment["seek"] >= 0
+    srt = stem.with_suffix(".srt").read_text()
+    words = [w for s in segments for w in s["words"]]
+    assert srt.count("<u>") == len(words) and "<u>Helstone.</u>" in srt
+    assert stem.with_suffix(".vtt").read_text().count("<u>") == len(words)
+    assert "RTFx" in result.stdout
+
+
+def test_thresholds_decide_which_windows_fall_back():
+    """A logprob threshold no decode can pass sends every window up the temperature ladder;
+    without an increment there is no ladder; the default lets these clean windows through."""
+    files = [str(HELSTONE), *map(str, OTHERS)]
+
+    def temperatures(**options) -> list[float]:
+        summary = Transcriber(TranscribeOptions(model="tiny.en", formats=("json",), **options)).run(files, None)
+        return [s.temperature for r in summary.results for s in r.transcript.segments]
+
+    assert set(temperatures(logprob_threshold=0.0)) - {0.0}, "nothing fell back"
+    assert set(temperatures(logprob_threshold=0.0, temperature_increment_on_fallback=None)) == {0.0}
+    assert set(temperatures()) == {0.0}
