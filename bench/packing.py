@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--model", default="tiny.en")
     parser.add_argument("--reproducible", action="store_true")
     parser.add_argument("--alone", type=Path, help="per-file transcripts from an earlier run")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/packing.json"))
+    parser.add_argument("--out", type=Path, default=Path("bench/results/packing/packed.json"))
     args = parser.parse_args()
     files = [str(f) for f in corpora()["short60"].files]
     options = {"model": args.model, "formats": ("txt",)}
