@@ -78,3 +78,14 @@ def test_thresholds_decide_which_windows_fall_back():
     assert set(temperatures(logprob_threshold=0.0)) - {0.0}, "nothing fell back"
     assert set(temperatures(logprob_threshold=0.0, temperature_increment_on_fallback=None)) == {0.0}
     assert set(temperatures()) == {0.0}
+
+
+def test_no_packing_gives_every_file_its_transcript_alone():
+    """Four short files whose words change when packed together (measured: three of them); with
+    packing off each gets exactly what it gets alone."""
+    files = [str(LIBRISPEECH / f"1998-15444-000{n}.flac") for n in (4, 5, 6, 7)]
+    apart = Transcriber(TranscribeOptions(model="tiny.en", formats=("txt",), packing=False))
+    alone = {path: _texts(apart.run([path], None))[path] for path in files}
+    assert _texts(apart.run(files, None)) == alone
+    packed = _texts(Transcriber(TranscribeOptions(model="tiny.en", formats=("txt",))).run(files, None))
+    assert packed != alone  # what the switch is for
