@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import threading
@@ -23,9 +22,6 @@ from batchscribe.cli.options import (
     source_of,
 )
 from batchscribe.cli.terminal import say, setup_logging
-
-log = logging.getLogger("batchscribe")
-
 
 def add_commands(commands) -> None:
     run = commands.add_parser(
@@ -82,5 +78,6 @@ def _run(args: argparse.Namespace) -> int:
         + f"; transcripts in {args.output}; job store: {args.store_shown}", stream=sys.stdout, **counts)  # fmt: skip
     for job in dead:
         error = job.last_error or ""
-        log.error("dead: %s", error if error.startswith(job.source_uri) else f"{job.source_uri}: {error}")
+        reason = error if error.startswith(job.source_uri) else f"{job.source_uri}: {error}"
+        say(args, f"dead: {reason}", stream=sys.stdout, source=job.source_uri)  # with the summary, on stdout
     return 1 if dead else 0
