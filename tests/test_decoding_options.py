@@ -89,3 +89,31 @@ def test_no_packing_gives_every_file_its_transcript_alone():
     assert _texts(apart.run(files, None)) == alone
     packed = _texts(Transcriber(TranscribeOptions(model="tiny.en", formats=("txt",))).run(files, None))
     assert packed != alone  # what the switch is for
+
+
+def test_the_pytorch_backend_takes_the_same_controls():
+    options = TranscribeOptions(model="tiny.en", formats=("txt",), backend="torch", hotwords="Helstone")
+    summary = Transcriber(options).run([str(HELSTONE)], None)
+    (segment,) = summary.results[0].transcript.segments
+    assert "Helstone" in segment.text and segment.temperature == 0.0 and segment.tokens
+    assert 0.0 <= segment.no_speech_prob <= 0.2 and -2.0 < segment.avg_logprob <= 0.0
+
+
+def test_run_says_what_it_does_without_a_line_per_file(tmp_path):
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for path in (HELSTONE, *OTHERS[:1]):
+        (inbox / path.name).write_bytes(path.read_bytes())
+    first = run_cli("run", str(inbox), "-o", str(tmp_path / "out"), "--once", check=True)
+    start = first.stderr.splitlines()[0]
+    assert start.startswith("batchscribe run: transcribing") and "model tiny.en" in start and "jobs.db" in start
+    assert "2 queued, 0 already known" in first.stderr and " INFO " not in first.stderr
+    assert first.stdout.startswith("2 succeeded, 0 dead;")
+    again = run_cli("run", str(inbox), "-o", str(tmp_path / "out"), "--once", "--log-format", "json", check=True)
+    lines = [json.loads(line) for line in again.stderr.splitlines()]
+    assert [line["message"] for line in lines][1] == "0 queued, 2 already known"  # once, not once per file
+    assert json.loads(again.stdout)["succeeded"] == 2
+    listing = run_cli("jobs", "--store", str(tmp_path / "out" / ".batchscribe" / "jobs.db"), check=True).stdout
+    rows = [line.split("\t") for line in listing.splitlines()]
+    assert rows[0][:3] == ["id", "state", "attempts"]
+    assert [row[1:3] for row in rows[1:]] == [["succeeded", "attempts 1"]] * 2
