@@ -117,3 +117,16 @@ def test_run_says_what_it_does_without_a_line_per_file(tmp_path):
     rows = [line.split("\t") for line in listing.splitlines()]
     assert rows[0][:3] == ["id", "state", "attempts"]
     assert [row[1:3] for row in rows[1:]] == [["succeeded", "attempts 1"]] * 2
+
+
+def test_without_the_vad_all_audio_is_decoded_in_28_s_pieces():
+    from batchscribe.audio import VadOptions, open_audio, speech_pieces
+
+    long = LIBRISPEECH.parent.parent / "longform" / "constructed_ljspeech_LJ001-0001_to_0032.flac"
+    stream = open_audio(long)
+    pieces = list(speech_pieces(stream.blocks(), VadOptions(enabled=False)))
+    assert [round(p.start, 3) for p in pieces] == [28.0 * i for i in range(len(pieces))]
+    assert all(abs(p.duration - 28.0) < 1e-6 for p in pieces[:-1])
+    assert abs(sum(p.duration for p in pieces) - stream.decoded_seconds) < 0.01
+    with_vad = list(speech_pieces(open_audio(long).blocks(), VadOptions()))
+    assert sum(p.duration for p in with_vad) < sum(p.duration for p in pieces)  # the VAD leaves pauses out

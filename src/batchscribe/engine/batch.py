@@ -62,7 +62,7 @@ def _text(ref: PieceRef, words: list[Word], decoded: DecodedWindow) -> PieceText
 def transcribe_batch(engine: Engine, batch: Batch, options: DecodeOptions) -> PieceWords:
     """Every piece's text. All windows of a batch share a language and an initial prompt."""
     language = batch.windows[0].language
-    options = replace(options, initial_prompt=batch.windows[0].initial_prompt)
+    options = replace(options, initial_prompt=batch.windows[0].initial_prompt or options.initial_prompt)
     decoded = engine.decode(batch.features, [w.end for w in batch.windows], language, options)
     result: PieceWords = {}
     alone: list[PieceRef] = []
