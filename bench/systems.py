@@ -13,8 +13,11 @@ from bench.corpora import REPO
 SEED_TOOL = REPO.parent / "shared" / "tools" / "seed_baseline.py"
 CONVERTER = REPO.parent / "shared" / "tools" / "ct2_to_hf.py"
 SYSTEMS = ("batchscribe", "batchscribe-torch", "fw-sequential", "fw-batched-8", "fw-batched-16", "seed")
-"""Run by default; `hf-pipeline-16` (transformers' batched ASR pipeline) and `batchscribe-ct2` on request."""
-BACKEND_OF = {"batchscribe": "auto", "batchscribe-ct2": "ct2", "batchscribe-torch": "torch"}
+"""Run by default; `hf-pipeline-16` (transformers' batched ASR pipeline), `batchscribe-ct2` and
+`batchscribe-no-packing` (every file in windows of its own: `--no-packing`) on request."""
+BACKEND_OF = {
+    "batchscribe": "auto", "batchscribe-ct2": "ct2", "batchscribe-torch": "torch", "batchscribe-no-packing": "auto"
+}  # fmt: skip
 
 
 def ct2_model(name: str) -> Path:
@@ -38,7 +41,7 @@ def command(system: str, model: str, out: Path, files: list[Path], threads: int,
     if system in BACKEND_OF:
         return [sys.executable, "-m", "batchscribe", "transcribe", *paths, "-o", str(out), "--model", model,
                 "--formats", "txt", "--overwrite", "--threads", str(threads), "--backend", BACKEND_OF[system],
-                "--device", device]  # fmt: skip
+                "--device", device, *(["--no-packing"] if system == "batchscribe-no-packing" else [])]  # fmt: skip
     if system == "seed":
         return [sys.executable, str(SEED_TOOL), "--model", str(hf_model(model)), "--out", str(out),
                 "--threads", str(threads), "--device", device, *paths]  # fmt: skip

@@ -9,6 +9,7 @@ outputs are written atomically, and bad files fail alone.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -19,7 +20,7 @@ from typing import Callable, Iterator, Optional, Protocol
 
 from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
 from batchscribe.engine.backends import load_engine
-from batchscribe.engine.batch import Batch, PieceWords, transcribe_batch
+from batchscribe.engine.batch import Batch, PieceText, PieceWords, transcribe_batch
 from batchscribe.engine.decoding import DecodeOptions, Engine, LogMel
 from batchscribe.engine.device import Placement, best_batch_size, choose_placement
 from batchscribe.engine.models import ResolvedModel, resolve_model
@@ -61,11 +62,13 @@ class _Job:
     input: InputFile
     stem: Path
     sha256: str
+    initial_prompt: Optional[str] = None
+    settings_key: str = ""
     language: str = "en"
     language_probability: float = 1.0
     duration: Optional[float] = None
     piece_count: Optional[int] = None
-    words: dict[int, list[Word]] = field(default_factory=dict)
+    words: dict[int, PieceText] = field(default_factory=dict)
     piece_speakers: tuple[str, ...] = ()  # --speakers channels: each piece's channel name
     speaker_turns: tuple = ()  # (start, end, speaker) of the speech
     speaker_windows: list = field(default_factory=list)  # --diarize: embedded windows (speakers/windows.py)
@@ -127,8 +130,12 @@ class _Producer(threading.Thread):
         self.out: queue.Queue = queue.Queue()
         self._batch_slots = threading.Semaphore(BATCHES_AHEAD)
         self.stop = threading.Event()
-        self._packers: dict[str, WindowPacker] = {}
-        self._ready: dict[str, list[Window]] = {}
+        self._packers: dict[tuple, WindowPacker] = {}
+        self._ready: dict[tuple, list[Window]] = {}
+        self.vad = VadOptions(
+            options.vad_threshold, options.vad_min_silence_duration_ms, options.vad_speech_pad_ms,
+            options.vad_min_speech_duration_ms, options.vad_filter,
+        )  # fmt: skip
 
     def run(self) -> None:
         try:
@@ -136,11 +143,7 @@ class _Producer(threading.Thread):
                 if self.stop.is_set():
                     return
                 self._read(job_id, job)
-            for packer in self._packers.values():
-                self._collect(packer.flush())
-            for windows in self._ready.values():
-                for start in range(0, len(windows), self.options.batch_size):
-                    self._put(Batch.prepare(self.mel.features, windows[start : start + self.options.batch_size]))
+            self._flush(list(self._packers))
             self._put(_END)
         except BaseException as error:  # surfaced in the consumer thread
             self._put(error)
@@ -156,6 +159,16 @@ class _Producer(threading.Thread):
                     return
         self.out.put(item)
 
+    def _flush(self, groups: list[tuple]) -> None:
+        """Close the open windows of `groups` and send every window they hold."""
+        for group in groups:
+            packer = self._packers.pop(group, None)
+            if packer is not None:
+                self._collect(packer.flush())
+            windows = self._ready.pop(group, [])
+            for start in range(0, len(windows), self.options.batch_size):
+                self._put(Batch.prepare(self.mel.features, windows[start : start + self.options.batch_size]))
+
     def batch_taken(self) -> None:
         self._batch_slots.release()
 
@@ -165,15 +178,17 @@ class _Producer(threading.Thread):
             count = 0
             language, probability = self.options.language or "en", 1.0
             sources = speaker_sources(stream, self.options)  # --speakers channels, --audio-track all
-            found = sources.pieces(VadOptions()) if sources else self._media_timeline(stream)
+            found = sources.pieces(self.vad) if sources else self._media_timeline(stream)
             for piece, language, probability in self._with_language(found):  # noqa: B007 (the last describe the file)
-                self._add(language, PieceRef(job_id, count, piece))
+                self._add(language, job.initial_prompt, PieceRef(job_id, count, piece))
                 if self.options.speakers == "diarize":
                     self._put(_Speech(job_id, piece))
                 count += 1
             end, audio = (sources.end, sources.source_audio()) if sources else (stream.end, stream.source_audio())
             labels, turns = (tuple(sources.labels), joined_turns(sources.turns)) if sources else ((), ())
             self._put(_FileRead(job_id, end, count, language, probability, audio, labels, turns))
+            if not self.options.packing:  # this file's windows are all known: send them now
+                self._flush([g for g in list(self._packers) + list(self._ready) if g[2] == job_id])
         except BatchscribeError as error:
             self._put(_FileFailed(job_id, str(error), FailureKind.of(error)))
         except Exception as error:  # a decoder bug must not stop the batch (and recurs on the same bytes)
@@ -181,10 +196,9 @@ class _Producer(threading.Thread):
             message = f"{job.input.path}: unexpected error while reading: {error!r}"
             self._put(_FileFailed(job_id, message, kind))
 
-    @staticmethod
-    def _media_timeline(stream) -> Iterator[SpeechPiece]:
+    def _media_timeline(self, stream) -> Iterator[SpeechPiece]:
         """The stream's speech pieces, on the media's timeline (`stream.start` is known once they flow)."""
-        for piece in speech_pieces(stream.blocks(), VadOptions()):
+        for piece in speech_pieces(stream.blocks(), self.vad):
             yield piece.shifted(stream.start)
 
     def _with_language(self, pieces: Iterator[SpeechPiece]) -> Iterator[tuple[SpeechPiece, str, float]]:
@@ -219,13 +233,21 @@ class _Producer(threading.Thread):
             window.pieces.append(PieceRef(-1, index, piece, offset))
         return self.load_engine().detect_language(self.mel.features(window.audio()), window.end)
 
-    def _add(self, language: str, ref: PieceRef) -> None:
-        packer = self._packers.setdefault(language, WindowPacker(language))
-        self._collect(packer.add(ref))
+    def _group(self, language: str, initial_prompt: Optional[str], file_id: int) -> tuple:
+        """Pieces share windows and batches only within a group: one language, one initial prompt
+        (a file's prompt stays that file's), and without packing one file."""
+        return language, initial_prompt, None if self.options.packing else file_id
+
+    def _add(self, language: str, initial_prompt: Optional[str], ref: PieceRef) -> None:
+        group = self._group(language, initial_prompt, ref.file_id)
+        if group not in self._packers:
+            self._packers[group] = WindowPacker(language, initial_prompt=initial_prompt)
+        self._collect(self._packers[group].add(ref))
 
     def _collect(self, windows: list[Window]) -> None:
         for window in windows:
-            ready = self._ready.setdefault(window.language, [])
+            group = self._group(window.language, window.initial_prompt, window.pieces[0].file_id)
+            ready = self._ready.setdefault(group, [])
             ready.append(window)
             if len(ready) >= self.options.batch_size:
                 self._put(Batch.prepare(self.mel.features, ready[:]))
@@ -249,10 +271,17 @@ class _Run:
     def fail(self, source: str, error: str, failure: FailureKind = FailureKind.TRANSIENT) -> None:
         self.finish(FileResult(source=source, status="failed", error=error, failure=failure))
 
-    def pending_jobs(self, files: list[InputFile]) -> tuple[dict[int, _Job], int]:
+    def pending_jobs(
+        self, files: list[InputFile], prompts: Optional[dict[str, str]] = None
+    ) -> tuple[dict[int, _Job], int]:
         jobs: dict[int, _Job] = {}
         skipped = 0
+        by_path = {os.path.abspath(path): prompt for path, prompt in (prompts or {}).items()}
         for file, stem in plan_stems(files).items():
+            prompt = by_path.get(os.path.abspath(file.path), self.options.initial_prompt)
+            key = self.key if prompt == self.options.initial_prompt else settings_key(
+                {**self.settings, "initial_prompt": prompt}
+            )  # fmt: skip
             try:
                 if self.output_dir is None:  # nothing to resume against: only make sure it can be read
                     open(file.path, "rb").close()
@@ -266,24 +295,25 @@ class _Run:
             done = (
                 self.output_dir is not None
                 and not self.options.overwrite
-                and is_done(self.output_dir, stem, self.options.formats, sha256, self.key)
+                and is_done(self.output_dir, stem, self.options.formats, sha256, key)
             )
             if done:
                 skipped += 1
                 self.results.append(FileResult(source=str(file.path), status="skipped"))
             else:
-                jobs[len(jobs)] = _Job(file, stem, sha256)
+                jobs[len(jobs)] = _Job(file, stem, sha256, prompt, key)
         return jobs, skipped
 
     def complete(self, job: _Job, model_name: str) -> None:
         pieces = [job.words[i] for i in range(job.piece_count or 0)]
+        keep_words = self.options.word_timestamps or self.options.highlight_words
         try:
-            segments = self._segments(job, pieces)
+            segments = self._segments(job, [piece.words for piece in pieces])
         except Exception as error:  # the speaker step failing fails this file, never the batch
             self.fail(str(job.input.path), f"{job.input.path}: speaker labelling failed: {error}")
             return
         transcript = Transcript(
-            segments=segments,
+            segments=tuple(_with_decoding(s, pieces, keep_words) for s in segments),
             language=job.language,
             language_probability=job.language_probability,
             duration=job.duration or 0.0,
@@ -300,7 +330,8 @@ class _Run:
         self.finish(result)
 
     def _segments(self, job: _Job, pieces: list[list[Word]]) -> tuple[Segment, ...]:
-        keep = self.options.word_timestamps
+        """Segments with their words (each segment's decoding fields need its words' tokens)."""
+        keep = True
         if self.options.speakers == "channels" or self.options.audio_track == 0:  # a source per speaker
             return channel_segments(pieces, job.piece_speakers, build_segments, keep)
         words = [w for piece in pieces for w in piece]
@@ -320,7 +351,7 @@ class _Run:
             path = output_path(self.output_dir, job.stem, fmt)
             write_atomic(path, text)
             outputs[fmt] = path
-        mark_done(self.output_dir, job.stem, job.input.path, job.sha256, self.key)
+        mark_done(self.output_dir, job.stem, job.input.path, job.sha256, job.settings_key)
         return outputs
 
     def write_failures(self) -> None:
@@ -337,6 +368,22 @@ class _Run:
             path.unlink(missing_ok=True)
 
 
+def _with_decoding(segment: Segment, pieces: list[PieceText], keep_words: bool) -> Segment:
+    """A segment with openai-whisper's decoding fields, from the window its first word was decoded in."""
+    piece = next((p for p in reversed(pieces) if p.start <= segment.start + 1e-6), pieces[0])
+    decoded = piece.decoded
+    return replace(
+        segment,
+        words=segment.words if keep_words else (),
+        tokens=tuple(t for w in segment.words for t in w.tokens),
+        seek=int(round(piece.start * 100)),
+        temperature=decoded.temperature,
+        avg_logprob=decoded.avg_logprob,
+        compression_ratio=decoded.compression_ratio,
+        no_speech_prob=decoded.no_speech_prob,
+    )
+
+
 class Transcriber:
     """A model loaded once (on first use) that transcribes run after run: what a worker keeps.
 
@@ -350,6 +397,12 @@ class Transcriber:
         engine_loader: Callable[[ResolvedModel, Placement], Engine] = load_engine,
     ):
         self.options = options or TranscribeOptions()
+        if self.options.condition_on_previous_text:
+            raise OptionsError(
+                "--condition-on-previous-text True is not supported: batchscribe decodes a file's windows in "
+                "parallel, packed with other files' speech, so a window's previous text is not known when it is "
+                "decoded; give the vocabulary with --initial-prompt or --hotwords instead"
+            )
         unknown = set(self.options.formats) - set(WRITERS)
         if unknown:
             raise BatchscribeError(
@@ -402,15 +455,22 @@ class Transcriber:
         return loading.result
 
     def run(
-        self, inputs: list[str], output_dir: Optional[Path], listener: Optional[ProgressListener] = None
+        self,
+        inputs: list[str],
+        output_dir: Optional[Path],
+        listener: Optional[ProgressListener] = None,
+        prompts: Optional[dict[str, str]] = None,
     ) -> RunSummary:
-        """Transcribe every file named by `inputs`; write outputs under `output_dir` if given."""
+        """Transcribe every file named by `inputs`; write outputs under `output_dir` if given.
+
+        `prompts` gives single files (by path) their own initial prompt instead of the options' one;
+        their pieces are packed only with pieces of files with the same prompt."""
         started = time.perf_counter()
         this_run = _Run(self.options, Path(output_dir) if output_dir is not None else None, listener)
         files, missing = discover(inputs)
         for item in missing:
             this_run.fail(item.spec, item.error, FailureKind.BAD_INPUT)
-        jobs, skipped = this_run.pending_jobs(files)
+        jobs, skipped = this_run.pending_jobs(files, prompts)
         if listener:
             listener.started(len(files) + len(missing), skipped)
         if jobs:
@@ -433,9 +493,26 @@ def run(
     output_dir: Optional[Path],
     options: Optional[TranscribeOptions] = None,
     listener: Optional[ProgressListener] = None,
+    prompts: Optional[dict[str, str]] = None,
 ) -> RunSummary:
     """Transcribe every file named by `inputs` with a freshly loaded model."""
-    return Transcriber(options).run(inputs, output_dir, listener)
+    return Transcriber(options).run(inputs, output_dir, listener, prompts)
+
+
+def decode_options_of(options: TranscribeOptions) -> DecodeOptions:
+    """The engine's decoding options for a run's options."""
+    return DecodeOptions(
+        task=options.task,
+        beam_size=options.beam_size,
+        temperature=options.temperature,
+        temperatures=options.temperatures(),
+        compression_ratio_threshold=options.compression_ratio_threshold,
+        logprob_threshold=options.logprob_threshold,
+        no_speech_threshold=options.no_speech_threshold,
+        initial_prompt=options.initial_prompt,
+        hotwords=options.hotwords,
+        suppress_tokens=options.suppress_token_ids(),
+    )
 
 
 def _batch_words(future: Future) -> PieceWords:
@@ -479,7 +556,7 @@ def _transcribe(
         producer.stop.set()
         producer.join(timeout=5)
         raise
-    decode_options = DecodeOptions(task=options.task, beam_size=options.beam_size)
+    decode_options = decode_options_of(options)
     speaker_jobs: dict[Future, int] = {}  # embeddings in flight -> their file
     failed: set[int] = set()
     running: set[Future] = set()

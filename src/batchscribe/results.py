@@ -19,16 +19,26 @@ class Word:
     word: str
     probability: float
     speaker: Optional[str] = None  # with --diarize / --speakers: SPEAKER_1, left, a track's title...
+    tokens: tuple[int, ...] = field(default=(), compare=False, repr=False)  # the model's tokens for it
 
 
 @dataclass(frozen=True)
 class Segment:
+    """A span of speech; the decoding fields are openai-whisper's, of the 30 s window it was
+    decoded in (shared by every segment and file packed into that window), None when unknown."""
+
     id: int
     start: float
     end: float
     text: str
     words: tuple[Word, ...] = ()
     speaker: Optional[str] = None  # one speaker per segment: segments are cut where the speaker changes
+    tokens: tuple[int, ...] = ()
+    seek: Optional[int] = None  # the window's start in the source, in 10 ms frames
+    temperature: Optional[float] = None
+    avg_logprob: Optional[float] = None
+    compression_ratio: Optional[float] = None
+    no_speech_prob: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,8 @@ class RunSummary:
         return self.count("failed") == 0
 
     def line(self) -> str:
+        if not self.count("ok"):  # nothing was transcribed: no speed or model load to report
+            return f"{self.count('ok')} ok, {self.count('failed')} failed, {self.count('skipped')} skipped"
         return (
             f"{self.count('ok')} ok, {self.count('failed')} failed, {self.count('skipped')} skipped; "
             f"{self.audio_seconds:.1f} s of audio in {self.wall_seconds:.1f} s "

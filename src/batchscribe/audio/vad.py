@@ -22,6 +22,8 @@ class VadOptions:
     threshold: float = 0.5
     min_silence_ms: int = 500
     speech_pad_ms: int = 300
+    min_speech_ms: int = 0
+    enabled: bool = True  # False (--vad-filter False): all audio, in pieces of max_piece_seconds
     # Pieces are packed into 30 s model windows, so none may be longer than this.
     max_piece_seconds: float = 28.0
     # Neighbouring speech closer than this is kept together, real pause included.
@@ -60,6 +62,7 @@ def _detect(buffer: np.ndarray, options: VadOptions) -> list[tuple[int, int]]:
     silero = _SileroOptions(
         threshold=options.threshold,
         min_silence_duration_ms=options.min_silence_ms,
+        min_speech_duration_ms=options.min_speech_ms,
         speech_pad_ms=options.speech_pad_ms,
         max_speech_duration_s=options.max_piece_seconds,
     )
@@ -93,6 +96,9 @@ def _regions(blocks: Iterable[np.ndarray], options: VadOptions) -> Iterator[tupl
 
 def speech_pieces(blocks: Iterable[np.ndarray], options: VadOptions = VadOptions()) -> Iterator[SpeechPiece]:
     """Yield the speech of a block stream as pieces no longer than `max_piece_seconds`."""
+    if not options.enabled:
+        yield from _fixed_pieces(blocks, options.max_piece_seconds)
+        return
     merge_gap = int(options.merge_gap_seconds * SAMPLE_RATE)
     max_samples = int(options.max_piece_seconds * SAMPLE_RATE)
     parts: list[np.ndarray] = []
@@ -112,3 +118,22 @@ def speech_pieces(blocks: Iterable[np.ndarray], options: VadOptions = VadOptions
         spans.append((start, end))
     if spans:
         yield piece()
+
+
+def _fixed_pieces(blocks: Iterable[np.ndarray], seconds: float) -> Iterator[SpeechPiece]:
+    """All the audio, speech or not, cut every `seconds` (openai-whisper's way, without a VAD)."""
+    size = int(seconds * SAMPLE_RATE)
+    buffer = np.zeros(0, np.float32)
+    start = 0
+    for block in blocks:
+        buffer = np.concatenate([buffer, block])
+        while buffer.size >= size:
+            yield _whole(start, buffer[:size].copy())
+            buffer, start = buffer[size:], start + size
+    if buffer.size:
+        yield _whole(start, buffer)
+
+
+def _whole(start_sample: int, audio: np.ndarray) -> SpeechPiece:
+    start = start_sample / SAMPLE_RATE
+    return SpeechPiece(start, audio, ((start, start + audio.size / SAMPLE_RATE),))

@@ -10,7 +10,7 @@ and the no-speech test against invented words.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from difflib import SequenceMatcher
 from typing import Callable
 
@@ -23,10 +23,10 @@ from batchscribe.results import Word
 MIN_WORDS_PER_SECOND = 1.0
 MIN_REPEATED_WORDS = 3
 REPEAT_SIMILARITY = 0.8
+# A packed window whose output loops is decoded again piece by piece at this ratio, whatever the
+# user's --compression-ratio-threshold (which governs fallback of windows decoded alone).
 MAX_COMPRESSION_RATIO = 2.4
-MIN_AVG_LOGPROB = -1.0
-NO_SPEECH_THRESHOLD = 0.6
-FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+DEFAULT_OPTIONS = DecodeOptions()
 
 
 @dataclass
@@ -42,11 +42,27 @@ class Batch:
         return cls(windows, np.stack([features(w.audio()) for w in windows]))
 
 
-PieceWords = dict[tuple[int, int], list[Word]]  # (file_id, piece index) -> words
+@dataclass(frozen=True)
+class PieceText:
+    """A piece's words (source times) and the decoding of the window that gave them."""
+
+    words: list[Word]
+    decoded: DecodedWindow  # text, avg_logprob, no_speech_prob, compression_ratio, temperature
+    start: float  # the piece's span in the source, seconds
+    end: float
+
+
+PieceWords = dict[tuple[int, int], PieceText]  # (file_id, piece index) -> its text
+
+
+def _text(ref: PieceRef, words: list[Word], decoded: DecodedWindow) -> PieceText:
+    return PieceText(words, decoded, ref.piece.start, ref.piece.end)
 
 
 def transcribe_batch(engine: Engine, batch: Batch, options: DecodeOptions) -> PieceWords:
+    """Every piece's text. All windows of a batch share a language and an initial prompt."""
     language = batch.windows[0].language
+    options = replace(options, initial_prompt=batch.windows[0].initial_prompt or options.initial_prompt)
     decoded = engine.decode(batch.features, [w.end for w in batch.windows], language, options)
     result: PieceWords = {}
     alone: list[PieceRef] = []
@@ -55,8 +71,8 @@ def transcribe_batch(engine: Engine, batch: Batch, options: DecodeOptions) -> Pi
             alone_result = _accept_alone(engine, [window], [output], options)
             result.update(alone_result)
             continue
-        if output.compression_ratio > MAX_COMPRESSION_RATIO:
-            alone.extend(window.pieces)
+        if output.compression_ratio > MAX_COMPRESSION_RATIO or _needs_fallback(output, options):
+            alone.extend(window.pieces)  # each piece decoded alone, with the temperature fallback
             continue
         per_piece = assign_words(window, output.words)
         retry = _sparse(window, per_piece)
@@ -64,12 +80,13 @@ def transcribe_batch(engine: Engine, batch: Batch, options: DecodeOptions) -> Pi
             if k in retry:
                 alone.append(ref)
             else:
-                result[(ref.file_id, ref.index)] = words
+                result[(ref.file_id, ref.index)] = _text(ref, words, output)
     batch_size = len(batch.windows)
     result.update(_decode_alone(engine, alone, language, options, batch_size))
     kept = {(r.file_id, r.index) for r in alone}
+    words = {key: text.words for key, text in result.items()}
     copies = [
-        ref for window in batch.windows for ref in _copies(window, result) if (ref.file_id, ref.index) not in kept
+        ref for window in batch.windows for ref in _copies(window, words) if (ref.file_id, ref.index) not in kept
     ]
     result.update(_decode_alone(engine, copies, language, options, batch_size))
     return result
@@ -81,7 +98,8 @@ def _decode_alone(
     result: PieceWords = {}
     for start in range(0, len(refs), batch_size):
         windows = [
-            Window(language, [PieceRef(r.file_id, r.index, r.piece, 0.0)]) for r in refs[start : start + batch_size]
+            Window(language, [PieceRef(r.file_id, r.index, r.piece, 0.0)], options.initial_prompt)
+            for r in refs[start : start + batch_size]
         ]
         single = Batch.prepare(engine.features, windows)
         outputs = engine.decode(single.features, [w.end for w in windows], language, options)
@@ -89,7 +107,7 @@ def _decode_alone(
     return result
 
 
-def _copies(window: Window, result: PieceWords) -> list[PieceRef]:
+def _copies(window: Window, result: dict[tuple[int, int], list[Word]]) -> list[PieceRef]:
     """Pieces of a packed window whose words repeat another piece's.
 
     Whisper sometimes transcribes only the last piece of a window, and alignment then lays
@@ -123,14 +141,31 @@ def _sparse(window: Window, per_piece: list[list[Word]]) -> set[int]:
     }
 
 
-def _needs_fallback(output: DecodedWindow) -> bool:
-    return output.compression_ratio > MAX_COMPRESSION_RATIO or output.avg_logprob < MIN_AVG_LOGPROB
+def _needs_fallback(output: DecodedWindow, options: DecodeOptions) -> bool:
+    """openai-whisper's tests: a repetition loop, or too little confidence."""
+    ratio = options.compression_ratio_threshold
+    too_repetitive = ratio is not None and output.compression_ratio > ratio
+    too_unsure = options.logprob_threshold is not None and output.avg_logprob < options.logprob_threshold
+    return too_repetitive or too_unsure
 
 
-def _preference(output: DecodedWindow) -> tuple[bool, float]:
+def _preference(output: DecodedWindow, options: DecodeOptions = DEFAULT_OPTIONS) -> tuple[bool, float]:
     """Among failed attempts, one without a repetition loop beats any with one (a loop is
     often the most confident output), then the most confident wins, as in faster-whisper."""
-    return output.compression_ratio <= MAX_COMPRESSION_RATIO, output.avg_logprob
+    threshold = options.compression_ratio_threshold
+    return threshold is None or output.compression_ratio <= threshold, output.avg_logprob
+
+
+def _silent(output: DecodedWindow, options: DecodeOptions) -> bool:
+    """openai-whisper's no-speech test: likely silence, and not confidently decoded."""
+    if options.no_speech_threshold is None or output.no_speech_prob <= options.no_speech_threshold:
+        return False
+    return options.logprob_threshold is None or output.avg_logprob < options.logprob_threshold
+
+
+def _maybe_silent(output: DecodedWindow, options: DecodeOptions) -> bool:
+    """A window likely to be silence is not decoded again hotter (that only invents words)."""
+    return options.no_speech_threshold is not None and output.no_speech_prob > options.no_speech_threshold
 
 
 def _accept_alone(
@@ -139,19 +174,19 @@ def _accept_alone(
     """Apply temperature fallback and the no-speech test to windows holding one piece each."""
     outputs = list(outputs)
     language = windows[0].language
-    for temperature in FALLBACK_TEMPERATURES:
-        retry = [i for i, o in enumerate(outputs) if _needs_fallback(o) and o.no_speech_prob <= NO_SPEECH_THRESHOLD]
+    for temperature in options.temperatures[1:]:
+        retry = [i for i, o in enumerate(outputs) if _needs_fallback(o, options) and not _maybe_silent(o, options)]
         if not retry:
             break
         subset = [windows[i] for i in retry]
         features = Batch.prepare(engine.features, subset).features
-        hotter = DecodeOptions(options.task, options.beam_size, temperature)
+        hotter = replace(options, temperature=temperature)
         for i, output in zip(retry, engine.decode(features, [w.end for w in subset], language, hotter), strict=True):
-            if not _needs_fallback(output) or _preference(output) > _preference(outputs[i]):
+            if not _needs_fallback(output, options) or _preference(output, options) > _preference(outputs[i], options):
                 outputs[i] = output
     result: PieceWords = {}
     for window, output in zip(windows, outputs, strict=True):
-        silent = output.no_speech_prob > NO_SPEECH_THRESHOLD and output.avg_logprob < MIN_AVG_LOGPROB
         ref = window.pieces[0]
-        result[(ref.file_id, ref.index)] = [] if silent else assign_words(window, output.words)[0]
+        words = [] if _silent(output, options) else assign_words(window, output.words)[0]
+        result[(ref.file_id, ref.index)] = _text(ref, words, output)
     return result

@@ -4,7 +4,7 @@ interface the batching above it relies on, and the limits shared by all backends
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -28,9 +28,29 @@ LANGUAGE_PROBE_MIN_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class DecodeOptions:
+    """How windows are decoded; the thresholds are openai-whisper's (None turns a test off)."""
+
     task: str = "transcribe"
     beam_size: int = 5
-    temperature: float = 0.0
+    temperature: float = 0.0  # of this attempt; the batching above tries `temperatures` in turn
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    compression_ratio_threshold: float | None = 2.4
+    logprob_threshold: float | None = -1.0
+    no_speech_threshold: float | None = 0.6
+    initial_prompt: str | None = None  # text given before each window (openai-whisper's initial_prompt)
+    hotwords: str | None = None  # faster-whisper's hotwords: before the prompt, after <|startofprev|>
+    suppress_tokens: tuple[int, ...] = (-1,)  # -1: the model's own non-speech symbols
+
+    def prompt(self, tokenizer: Tokenizer) -> list[int]:
+        """The decoder prompt, as faster-whisper builds it: [<|startofprev|> hotwords prompt] then
+        the start sequence, without timestamps. The previous text is at most half the context."""
+        previous: list[int] = []
+        if self.hotwords and self.hotwords.strip():
+            previous += tokenizer.encode(" " + self.hotwords.strip())
+        if self.initial_prompt and self.initial_prompt.strip():
+            previous += tokenizer.encode(" " + self.initial_prompt.strip())
+        head = [tokenizer.sot_prev, *previous[-(MAX_TOKENS // 2 - 1) :]] if previous else []
+        return head + list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
 
 
 @dataclass
@@ -39,6 +59,8 @@ class DecodedWindow:
     text: str
     avg_logprob: float
     no_speech_prob: float
+    tokens: list[int] = field(default_factory=list)  # the text's tokens
+    temperature: float = 0.0
 
     @property
     def compression_ratio(self) -> float:

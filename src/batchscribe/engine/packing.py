@@ -8,6 +8,7 @@ the piece it was spoken in, is what lets many short files run as fast as one lon
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -31,6 +32,7 @@ class PieceRef:
 class Window:
     language: str
     pieces: list[PieceRef] = field(default_factory=list)
+    initial_prompt: Optional[str] = None  # of every file in it: files with other prompts go elsewhere
 
     @property
     def end(self) -> float:
@@ -48,8 +50,12 @@ class Window:
 class WindowPacker:
     """First-fit packing over a few open windows; a full window is emitted at once."""
 
-    def __init__(self, language: str, gap: float = 1.0, limit: float = 29.0, open_windows: int = 4):
+    def __init__(
+        self, language: str, gap: float = 1.0, limit: float = 29.0, open_windows: int = 4,
+        initial_prompt: Optional[str] = None,
+    ):  # fmt: skip
         self.language = language
+        self.initial_prompt = initial_prompt
         self.gap = gap
         self.limit = limit
         self.open_windows = open_windows
@@ -69,7 +75,7 @@ class WindowPacker:
             self._open.remove(fullest)
             done.append(fullest)
         ref.offset = 0.0
-        self._open.append(Window(self.language, [ref]))
+        self._open.append(Window(self.language, [ref], self.initial_prompt))
         return done + self._take_full()
 
     def _take_full(self) -> list[Window]:
@@ -102,7 +108,7 @@ def assign_words(window: Window, words: list[Word]) -> list[list[Word]]:
         start = min(max(word.start, lo), hi) + shift
         end = min(max(word.end, start - shift), hi) + shift
         start, end = _within_speech(start, end, piece.regions)
-        per_piece[index].append(Word(start, end, word.word, word.probability))
+        per_piece[index].append(Word(start, end, word.word, word.probability, word.tokens))
     return per_piece
 
 

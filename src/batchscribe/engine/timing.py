@@ -29,8 +29,10 @@ def words_from_alignment(
     spoken = word_texts[:-1]  # the last "word" is the end-of-text token
     return attach_punctuation(
         [
-            Word(float(s), float(e), w, float(np.mean(token_probabilities[i:j])) if j > i else 0.0)
-            for w, s, e, i, j in zip(spoken, starts, ends, boundaries[:-1], boundaries[1:], strict=True)
+            Word(float(s), float(e), w, float(np.mean(token_probabilities[i:j])) if j > i else 0.0, tuple(t))
+            for w, s, e, i, j, t in zip(
+                spoken, starts, ends, boundaries[:-1], boundaries[1:], word_tokens[:-1], strict=True
+            )
         ]
     )
 
@@ -46,19 +48,27 @@ def attach_punctuation(words: list[Word]) -> list[Word]:
     """
     merged: list[Word] = []
     opening = ""
+    opening_tokens: tuple[int, ...] = ()
     for word in words:
         text = word.word.strip()
         if text and not any(ch.isalnum() for ch in text):
             if all(ch in OPENING for ch in text):
                 opening += word.word
+                opening_tokens += word.tokens
                 continue
             if merged:
                 last = merged[-1]
-                merged[-1] = Word(last.start, last.end, last.word + text, min(last.probability, word.probability))
+                merged[-1] = Word(
+                    last.start, last.end, last.word + text, min(last.probability, word.probability),
+                    last.tokens + word.tokens,
+                )  # fmt: skip
                 continue
         if opening:
             lead = " " if opening.startswith(" ") or word.word.startswith(" ") else ""
-            word = Word(word.start, word.end, lead + opening.strip() + word.word.lstrip(), word.probability)
-            opening = ""
+            word = Word(
+                word.start, word.end, lead + opening.strip() + word.word.lstrip(), word.probability,
+                opening_tokens + word.tokens,
+            )  # fmt: skip
+            opening, opening_tokens = "", ()
         merged.append(word)
     return merged

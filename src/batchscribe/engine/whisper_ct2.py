@@ -71,7 +71,7 @@ class WhisperCT2(TextAndFeatures):
         """Decode a batch of windows of one language; words carry window-relative times."""
         tokenizer = self.tokenizer(language, options.task)
         encoded = self.encode(features)
-        prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+        prompt = options.prompt(tokenizer)
         sampling = (
             {"beam_size": 1, "sampling_temperature": options.temperature, "sampling_topk": 0}
             if options.temperature > 0
@@ -82,7 +82,7 @@ class WhisperCT2(TextAndFeatures):
             [prompt] * len(features),
             max_length=2 * new_token_limit(max(content_seconds)),  # CTranslate2 generates max_length / 2
             suppress_blank=True,
-            suppress_tokens=[-1],  # the model's own list of non-speech tokens
+            suppress_tokens=list(options.suppress_tokens),  # -1: the model's own list of non-speech tokens
             return_scores=True,
             return_no_speech_prob=True,
             **sampling,
@@ -90,7 +90,7 @@ class WhisperCT2(TextAndFeatures):
         texts = [[t for t in r.sequences_ids[0] if t < tokenizer.eot] for r in results]
         words = self._align(tokenizer, encoded, texts, content_seconds)
         return [
-            DecodedWindow(words=w, text=tokenizer.decode(t), avg_logprob=r.scores[0], no_speech_prob=r.no_speech_prob)
+            DecodedWindow(w, tokenizer.decode(t), r.scores[0], r.no_speech_prob, t, options.temperature)
             for w, t, r in zip(words, texts, results, strict=True)
         ]
 

@@ -110,13 +110,11 @@ class WhisperTorch(TextAndFeatures):
         multilingual = config.vocab_size > ENGLISH_ONLY_VOCABULARY
         super().__init__(model_path, config.num_mel_bins, multilingual, placement.workers)
         self._eot = config.eos_token_id
-        specials = range(self._eot + 1, config.vocab_size)  # start, language, task and timestamp tokens
-        suppress = set(generation.suppress_tokens or []) | set(specials)
-        first = suppress | set(generation.begin_suppress_tokens or [self._eot])
-        self._suppress, self._suppress_first = (
-            torch.tensor(sorted(t for t in ids if 0 <= t < config.vocab_size), device=self.device)
-            for ids in (suppress, first)
-        )
+        self._specials = set(range(self._eot + 1, config.vocab_size))  # start, language, task, timestamps
+        self._non_speech = set(generation.suppress_tokens or [])
+        self._begin_suppress = set(generation.begin_suppress_tokens or [self._eot])
+        self._vocab_size = config.vocab_size
+        self._suppress_sets: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
         self._languages = dict(getattr(generation, "lang_to_id", None) or {})
         heads = getattr(generation, "alignment_heads", None) or [
             [layer, head]
@@ -129,6 +127,20 @@ class WhisperTorch(TextAndFeatures):
         for layer in {layer for layer, _ in self._alignment_heads}:
             attention = model.model.decoder.layers[layer].encoder_attn
             attention.q_proj.register_forward_hook(self._query_hook(layer, attention.scaling))
+
+    def _suppressed(self, suppress_tokens: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids never produced, and those also not produced first (blank, end of text), for
+        openai-whisper's suppress_tokens (-1: the model's non-speech symbols)."""
+        if suppress_tokens not in self._suppress_sets:
+            chosen = {t for t in suppress_tokens if t >= 0} | self._specials
+            if -1 in suppress_tokens:
+                chosen |= self._non_speech
+            first = chosen | self._begin_suppress
+            self._suppress_sets[suppress_tokens] = tuple(  # type: ignore[assignment]
+                torch.tensor(sorted(t for t in ids if 0 <= t < self._vocab_size), device=self.device)
+                for ids in (chosen, first)
+            )
+        return self._suppress_sets[suppress_tokens]
 
     def _query_hook(self, layer: int, scaling: float):
         def keep(_module, _inputs, output: torch.Tensor) -> None:
@@ -189,20 +201,22 @@ class WhisperTorch(TextAndFeatures):
     ) -> list[DecodedWindow]:
         """Decode a batch of windows of one language; words carry window-relative times."""
         tokenizer = self.tokenizer(language, options.task)
-        prompt = list(tokenizer.sot_sequence) + [tokenizer.no_timestamps]
+        prompt = options.prompt(tokenizer)
+        sot = prompt.index(tokenizer.sot)  # no-speech probability is read there, as openai-whisper does
+        suppress, suppress_first = self._suppressed(options.suppress_tokens)
         settings = SearchSettings(
             width=1 if options.temperature > 0 else options.beam_size,
             temperature=options.temperature,
             limit=new_token_limit(max(content_seconds)),
             eot=self._eot,
-            suppress=self._suppress,
-            suppress_first=self._suppress_first,
+            suppress=suppress,
+            suppress_first=suppress_first,
         )
         with torch.inference_mode():
             encoded = self.encode(features)
             cache = new_cache()
             hidden, queries = self._decoder(torch.tensor([prompt] * len(features), device=self.device), encoded, cache)
-            logits = self.model.proj_out(hidden[:, [0, -1]]).float()
+            logits = self.model.proj_out(hidden[:, [sot, -1]]).float()
             no_speech = logits[:, 0].softmax(-1)[:, tokenizer.no_speech].tolist()
             keys = self._alignment_keys(cache)
             best = search(self._step, logits[:, 1], queries[:, -1:], cache, encoded, settings)
@@ -211,7 +225,7 @@ class WhisperTorch(TextAndFeatures):
                 for i, h in enumerate(best)
             ]
         return [
-            DecodedWindow(words=w, text=tokenizer.decode(h.tokens), avg_logprob=h.score, no_speech_prob=p)
+            DecodedWindow(w, tokenizer.decode(h.tokens), h.score, p, list(h.tokens), options.temperature)
             for w, h, p in zip(words, best, no_speech, strict=True)
         ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import socket
 import uuid
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Callable
 
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.rttm import to_rttm, turn_prefixes
-from batchscribe.results import Transcript
+from batchscribe.results import Segment, Transcript
 
 
 def _clock(seconds: float, decimal: str) -> str:
@@ -28,20 +29,63 @@ def to_txt(transcript: Transcript, metadata: dict) -> str:
     return "".join(f"{p}{s.text}\n" for p, s in zip(turns, transcript.segments, strict=True))
 
 
+def _cues(transcript: Transcript, metadata: dict, voices: bool = False) -> list[tuple[float, float, str]]:
+    """(start, end, text) of each cue: one per segment, or with `highlight_words` openai-whisper's
+    karaoke style: a cue per word with that word underlined, and the plain line between words.
+
+    Speakers: `voices` (VTT) tags every cue with `<v SPEAKER>`; otherwise a turn's first cue gets
+    its "[SPEAKER] " prefix."""
+    segments = transcript.segments
+    if voices:
+        prefixes = [f"<v {s.speaker}>" if s.speaker else "" for s in segments]
+    else:
+        prefixes = turn_prefixes(segments)
+    cues = []
+    for prefix, segment in zip(prefixes, segments, strict=True):
+        plain = [(segment.start, segment.end, segment.text)]
+        pieces = _highlighted(segment) if metadata.get("highlight_words") else plain
+        for i, (start, end, text) in enumerate(pieces):
+            cues.append((start, end, (prefix if voices or i == 0 else "") + text))
+    return cues
+
+
+def _highlighted(segment: Segment) -> list[tuple[float, float, str]]:
+    if not segment.words:
+        return [(segment.start, segment.end, segment.text)]
+    texts = [w.word for w in segment.words]
+    plain = "".join(texts).strip()
+    cues = []
+    last = segment.words[0].start
+    for i, word in enumerate(segment.words):
+        if _clock(last, ".") != _clock(word.start, "."):
+            cues.append((last, word.start, plain))
+        marked = "".join(re.sub(r"^(\s*)(.*)$", r"\1<u>\2</u>", t) if j == i else t for j, t in enumerate(texts))
+        cues.append((word.start, word.end, marked.strip()))
+        last = word.end
+    return cues
+
+
 def to_srt(transcript: Transcript, metadata: dict) -> str:
-    turns = turn_prefixes(transcript.segments)
     return "".join(
-        f"{n}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{p}{s.text}\n\n"
-        for n, (p, s) in enumerate(zip(turns, transcript.segments, strict=True), start=1)
+        f"{n}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{text}\n\n"
+        for n, (start, end, text) in enumerate(_cues(transcript, metadata), start=1)
     )
 
 
 def to_vtt(transcript: Transcript, metadata: dict) -> str:
-    cues = "".join(
-        f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{f'<v {s.speaker}>' if s.speaker else ''}{s.text}\n\n"
+    cues = "".join(f"{_clock(start, '.')} --> {_clock(end, '.')}\n{text}\n\n" for start, end, text in _cues(
+        transcript, metadata, voices=True
+    ))  # fmt: skip
+    return "WEBVTT\n\n" + cues
+
+
+def to_tsv(transcript: Transcript, metadata: dict) -> str:
+    """openai-whisper's TSV: start and end in integer milliseconds, then the text (tabs made spaces)."""
+    rows = "".join(
+        f"{round(1000 * s.start)}\t{round(1000 * s.end)}\t{s.text.strip().replace(chr(9), ' ')}\n"
         for s in transcript.segments
     )
-    return "WEBVTT\n\n" + cues
+    return "start\tend\ttext\n" + rows
 
 
 def to_json(transcript: Transcript, metadata: dict) -> str:
@@ -51,6 +95,15 @@ def to_json(transcript: Transcript, metadata: dict) -> str:
         entry = {"id": s.id, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
         if s.speaker:
             entry["speaker"] = s.speaker
+        if s.avg_logprob is not None:  # openai-whisper's fields, of the window the segment was decoded in
+            entry.update(
+                seek=s.seek,
+                tokens=list(s.tokens),
+                temperature=s.temperature,
+                avg_logprob=round(s.avg_logprob, 4),
+                compression_ratio=round(s.compression_ratio or 0.0, 4),
+                no_speech_prob=round(s.no_speech_prob or 0.0, 4),
+            )
         if s.words:
             entry["words"] = [
                 {
@@ -70,7 +123,7 @@ def to_json(transcript: Transcript, metadata: dict) -> str:
         "language_probability": round(transcript.language_probability, 4),
         "duration": round(transcript.duration, 3),
         **_audio(transcript),
-        **metadata,
+        **{k: v for k, v in metadata.items() if k != "highlight_words"},
     }
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
@@ -99,6 +152,7 @@ WRITERS: dict[str, Callable[[Transcript, dict], str]] = {
     "srt": to_srt,
     "vtt": to_vtt,
     "json": to_json,
+    "tsv": to_tsv,
     "rttm": to_rttm,  # only when asked for (--formats rttm): who spoke when, the diarization standard
 }
 
@@ -106,6 +160,8 @@ WRITERS: dict[str, Callable[[Transcript, dict], str]] = {
 def render(transcript: Transcript, model: str, source: str, options: TranscribeOptions) -> dict[str, str]:
     """Each requested format's text for one transcript, with the metadata every JSON carries."""
     metadata = {"model": model, "source": source, "options": options.output_settings()}
+    if options.highlight_words:
+        metadata["highlight_words"] = True
     return {fmt: WRITERS[fmt](transcript, metadata) for fmt in options.formats}
 
 
