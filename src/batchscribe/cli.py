@@ -10,6 +10,7 @@ from pathlib import Path
 from batchscribe.engine.device import BACKENDS, ENCODERS
 from batchscribe.engine.models import BUNDLED
 from batchscribe.errors import BatchscribeError
+from batchscribe.names import shown
 from batchscribe.options import FORMATS, TranscribeOptions
 from batchscribe.pipeline import FAILURES_FILE, run
 from batchscribe.progress import TerminalProgress
@@ -118,16 +119,19 @@ def _transcribe(args: argparse.Namespace) -> int:
         summary = run(args.inputs, args.output_dir, options, listener=progress)
     print(summary.line())
     if not summary.ok:
-        print(f"failures are listed in {args.output_dir / FAILURES_FILE}")
+        print(f"failures are listed in {shown(args.output_dir / FAILURES_FILE)}")
     return 0 if summary.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name's undecodable bytes must never end a run
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except BatchscribeError as error:
-        print(f"batchscribe: error: {error}", file=sys.stderr)
+        print(f"batchscribe: error: {shown(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("batchscribe: interrupted; finished transcripts are kept, re-run to resume", file=sys.stderr)

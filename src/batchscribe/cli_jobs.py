@@ -219,6 +219,10 @@ def _run(args: argparse.Namespace) -> int:
     started = time.time()
     route = _route(args.source, args)
     scheme, _, output_folder = split_uri(route.dest_root)
+    if scheme == "file":  # a folder that cannot be written is found now, not after the first transcript
+        from batchscribe.checks import check_output_dir
+
+        check_output_dir(Path(output_folder))
     if args.store is None and "BATCHSCRIBE_STORE" not in os.environ and scheme == "file":
         args.store = Path(output_folder) / ".batchscribe" / "jobs.db"  # delete the outputs, and the record goes too
     store = _open_store(args)

@@ -15,3 +15,7 @@ class ModelError(BatchscribeError):
 
 class OptionsError(BatchscribeError):
     """A combination of options cannot work (e.g. translating with an English-only model)."""
+
+
+class OutputError(BatchscribeError):
+    """Transcripts cannot be written where asked (a read-only folder, a full disk)."""

@@ -9,6 +9,7 @@ outputs are written atomically, and bad files fail alone.
 from __future__ import annotations
 
 import json
+import logging
 import queue
 import threading
 import time
@@ -24,18 +25,22 @@ from batchscribe.engine.decoding import DecodeOptions, Engine, LogMel
 from batchscribe.engine.device import Placement, best_batch_size, choose_placement
 from batchscribe.engine.models import ResolvedModel, resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
-from batchscribe.errors import BatchscribeError, ModelError
+from batchscribe.checks import check_inputs, check_language, check_output_dir, disk_full
+from batchscribe.errors import BatchscribeError, ModelError, OutputError
 from batchscribe.inputs import InputFile, discover
+from batchscribe.names import shown, text_key
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.layout import output_path, plan_stems
 from batchscribe.outputs.resume import content_sha256, is_done, mark_done, settings_key
 from batchscribe.outputs.segments import build_segments
-from batchscribe.outputs.writers import WRITERS, render, write_atomic
+from batchscribe.outputs.writers import WRITERS, render, write_atomic, write_set
 from batchscribe.results import FileResult, RunSummary, Transcript, Word
 
 FAILURES_FILE = "failures.jsonl"
 LANGUAGE_PROBE_SECONDS = 5.0  # speech gathered before a file's language is detected
 BATCHES_AHEAD = 4  # prepared batches waiting for a model worker
+
+log = logging.getLogger("batchscribe")
 
 
 class ProgressListener(Protocol):
@@ -248,32 +253,47 @@ class _Run:
             try:
                 result.outputs = self._write(job, transcript, model_name)
             except OSError as error:
+                if disk_full(error):  # the environment, not the file: stop before transcribing more
+                    kept = self.count_ok()
+                    raise OutputError(
+                        f"{shown(self.output_dir)}: the disk is full ({error.strerror}); stopped taking new files. "
+                        f"{kept} complete transcript set(s) are kept and no partial set was left; free space "
+                        "and run the same command again: finished files are skipped"
+                    ) from None
                 self.fail(str(job.input.path), f"{job.input.path}: cannot write its transcript: {error}")
                 return
         self.finish(result)
 
+    def count_ok(self) -> int:
+        return sum(1 for r in self.results if r.status == "ok")
+
     def _write(self, job: _Job, transcript: Transcript, model_name: str) -> dict[str, Path]:
+        """Every format or none (write_set), then the stamp that lets a re-run skip the file."""
         assert self.output_dir is not None
-        outputs = {}
-        for fmt, text in render(transcript, model_name, str(job.input.path), self.options).items():
-            path = output_path(self.output_dir, job.stem, fmt)
-            write_atomic(path, text)
-            outputs[fmt] = path
+        texts = render(transcript, model_name, text_key(str(job.input.path)), self.options)
+        outputs = {fmt: output_path(self.output_dir, job.stem, fmt) for fmt in texts}
+        write_set({outputs[fmt]: text for fmt, text in texts.items()})
         mark_done(self.output_dir, job.stem, job.input.path, job.sha256, self.key)
         return outputs
 
     def write_failures(self) -> None:
+        """Never raises: a full or read-only disk gets a warning naming the failures instead."""
         if self.output_dir is None:
             return
         path = self.output_dir / FAILURES_FILE
         failed = [r for r in self.results if r.status == "failed"]
-        if failed:
-            lines = "".join(
-                json.dumps({"input": r.source, "error": r.error}, ensure_ascii=False) + "\n" for r in failed
-            )
-            write_atomic(path, lines)
-        else:
-            path.unlink(missing_ok=True)
+        try:
+            if failed:
+                lines = "".join(
+                    json.dumps({"input": text_key(r.source), "error": shown(r.error)}, ensure_ascii=False) + "\n"
+                    for r in failed
+                )
+                write_atomic(path, lines)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as error:
+            log.warning("%s could not be written (%s); the failed files were: %s", shown(path), error.strerror or error,
+                        "; ".join(shown(r.error) for r in failed))
 
 
 class Transcriber:
@@ -288,6 +308,7 @@ class Transcriber:
             )
         self.placement = self._placement(self.options.backend)
         self.model = resolve_model(self.options.model, self.options.backend)
+        check_language(self.options.language, self.options.task, self.model.multilingual)
         if self.model.layout == "hf" and self.placement.backend != "torch":
             self.placement = self._placement("torch")  # only PyTorch runs a Hugging Face folder
         if not self.options.batch_size:
@@ -326,14 +347,20 @@ class Transcriber:
         started = time.perf_counter()
         this_run = _Run(self.options, Path(output_dir) if output_dir is not None else None, listener)
         files, missing = discover(inputs)
+        for warning in check_inputs(inputs, files, missing):  # raises when there is nothing at all
+            log.warning("%s", warning)
+        if output_dir is not None:
+            check_output_dir(Path(output_dir))
         for item in missing:
             this_run.fail(item.spec, item.error)
         jobs, skipped = this_run.pending_jobs(files)
         if listener:
             listener.started(len(files) + len(missing), skipped)
-        if jobs:
-            _transcribe(self._engine_soon(), self.model, jobs, self.options, this_run)
-        this_run.write_failures()
+        try:
+            if jobs:
+                _transcribe(self._engine_soon(), self.model, jobs, self.options, this_run)
+        finally:
+            this_run.write_failures()
         return RunSummary(
             this_run.results,
             time.perf_counter() - started,

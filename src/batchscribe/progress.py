@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from batchscribe.names import shown
 from batchscribe.results import FileResult
 
 
@@ -41,7 +43,7 @@ class TerminalProgress:
 
     def file_finished(self, result: FileResult) -> None:
         if result.status == "failed":
-            self.console.print(f"[red]failed:[/red] {result.error}", highlight=False, soft_wrap=True)
+            self.console.print(f"[red]failed:[/red] {escape(shown(result.error))}", highlight=False, soft_wrap=True)
         self.audio_seconds += result.audio_seconds
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         self._bar.update(self._task, advance=1, hours=self.audio_seconds / 3600, speed=self.audio_seconds / elapsed)

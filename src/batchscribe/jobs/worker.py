@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from batchscribe.checks import disk_full
+from batchscribe.errors import OutputError
 from batchscribe.jobs.store import Job, JobStore
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.writers import render
@@ -50,6 +52,7 @@ class Worker:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self.transcriber = Transcriber(options)
         self.stop_requests = 0
+        self.halted: Optional[str] = None  # why the worker stopped on its own (a full disk)
         self._stores: dict[str, Store] = {}
 
     def request_stop(self, *_: object) -> None:
@@ -62,7 +65,7 @@ class Worker:
 
     def run(self, idle: Optional[Callable[[], bool]] = None) -> None:
         """Work until asked to stop (or, with exit_when_idle, until nothing is left and `idle()` agrees)."""
-        while not self.stop_requests:
+        while not self.stop_requests and not self.halted:
             jobs = self.store.claim(self.owner, self.settings.files_per_batch, self.settings.lease_seconds)
             if jobs:
                 self.run_batch(jobs)
@@ -70,6 +73,8 @@ class Worker:
             if self.settings.exit_when_idle and self.store.unfinished() == 0 and (idle is None or idle()):
                 return
             time.sleep(self.settings.poll_seconds)
+        if self.halted:
+            raise OutputError(self.halted)
 
     def _store(self, root: str) -> Store:
         if root not in self._stores:
@@ -127,6 +132,14 @@ class Worker:
         try:
             put_transcript(self._store(job.dest_root), job.key, texts)
         except Exception as error:
+            if disk_full(error):  # the environment, not the file: give every unfinished job back and stop
+                self.halted = (
+                    f"{job.dest_root}: the disk is full ({error.strerror}); this worker stopped taking jobs. "
+                    "Every stored transcript set is complete; the unfinished jobs are queued again: free space "
+                    "and start it again to resume"
+                )
+                log.error("%s", self.halted)
+                raise _Stopping() from None
             self._fail(pending, job, f"{job.source_uri}: cannot store its transcript: {error}")
             return
         pending.pop(job.id, None)

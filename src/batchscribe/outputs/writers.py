@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import socket
@@ -10,6 +11,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from batchscribe.names import NAME_MAX, shown
 from batchscribe.options import TranscribeOptions
 from batchscribe.results import Transcript
 
@@ -80,35 +82,62 @@ def render(transcript: Transcript, model: str, source: str, options: TranscribeO
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers never see half a file.
+    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+    write_set({path: text})
+
+
+def write_set(files: dict[Path, str]) -> None:
+    """Write several files all or nothing: a transcript set is never left as `.txt` without `.json`.
+
+    Every file is written to a temporary in its own folder and fsynced first; only then are they
+    renamed into place. A failure (a full disk, a name the file system refuses) removes the
+    temporaries and raises, so the previous set, if any, stays whole. Text is UTF-8; an
+    undecodable file-name byte quoted in it is written `%XX` (see batchscribe.names).
 
     The temporary name is chosen before the file exists and created inside the cleanup's reach:
     with tempfile.mkstemp, a Ctrl-C landing in its own Python code after the file was created
     left a stray .partial behind (seen once in a full test run). A writer killed outright
     (SIGKILL) cannot clean up, so the next write of the same file removes the temporaries of
     writers on this machine that are no longer running (their name carries host and pid).
+    Raises OSError.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{_WRITER}.{uuid.uuid4().hex[:8]}.partial")
+    encoded = {path: shown(text).encode("utf-8") for path, text in files.items()}
+    temporaries: list[Path] = []
     try:
-        with open(temporary, "x", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
+        for path, data in encoded.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f"{_temporary_prefix(path.name)}{_WRITER}.{uuid.uuid4().hex[:8]}.partial")
+            temporaries.append(temporary)
+            with open(temporary, "xb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        for path, temporary in zip(encoded, temporaries, strict=True):
+            os.replace(temporary, path)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
         raise
-    _remove_abandoned_temporaries(path)
+    for path in encoded:
+        _remove_abandoned_temporaries(path)
 
 
 _WRITER = f"{socket.gethostname()}-{os.getpid()}"
 
 
+def _temporary_prefix(name: str) -> str:
+    """`.NAME.`, or for a name near the length limit `.~HASH.` (the temporary must fit too)."""
+    prefix = f".{name}."
+    if len(os.fsencode(f"{prefix}{_WRITER}.00000000.partial")) > NAME_MAX:
+        prefix = f".~{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}."
+    return prefix
+
+
 def _remove_abandoned_temporaries(path: Path) -> None:
     host = socket.gethostname()
-    for stray in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(host)}-*.partial"):
-        pid = stray.name[len(f".{path.name}.{host}-") :].split(".", 1)[0]
+    prefix = _temporary_prefix(path.name)
+    for stray in path.parent.glob(f"{glob.escape(prefix)}{glob.escape(host)}-*.partial"):
+        pid = stray.name[len(f"{prefix}{host}-") :].split(".", 1)[0]
         if pid.isdigit() and not _running(int(pid)):
             stray.unlink(missing_ok=True)
 

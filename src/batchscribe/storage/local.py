@@ -1,4 +1,9 @@
-"""A local folder as a store (the embedded default)."""
+"""A local folder as a store (the embedded default).
+
+A key is the file's path below the folder as text: undecodable bytes and control characters
+in a name are `%XX` (batchscribe.names), so every name the OS can hold is a valid key for the job
+store, a log line or an S3 destination, and maps back to the very same file.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from pathlib import Path
 from typing import Iterator
 
 from batchscribe.errors import InputError
-from batchscribe.outputs.writers import write_atomic
+from batchscribe.names import fit_name, path_name, text_key
+from batchscribe.outputs.writers import write_atomic, write_set
 from batchscribe.storage.keys import checked_key
 from batchscribe.storage.objects import StoredObject
 
@@ -18,13 +24,14 @@ class LocalStore:
         self.root = self.folder.as_uri() + "/"
 
     def _path(self, key: str) -> Path:
-        path = self.folder / checked_key(key)
+        """The file a key names: keys are file names as text (batchscribe.names.text_key)."""
+        path = self.folder / path_name(checked_key(key))
         if not path.resolve().is_relative_to(self.folder):  # a symlinked folder pointing outside
             raise InputError(f"{key}: resolves outside {self.folder}")
         return path
 
     def _object(self, path: Path, stat: os.stat_result) -> StoredObject:
-        key = path.relative_to(self.folder).as_posix()
+        key = text_key(path.relative_to(self.folder).as_posix())
         return StoredObject(self.root, key, f"{stat.st_size}-{stat.st_mtime_ns}", stat.st_size)
 
     def list(self) -> Iterator[StoredObject]:
@@ -49,4 +56,10 @@ class LocalStore:
         return self._path(key)
 
     def put_text(self, key: str, text: str) -> None:
-        write_atomic(self._path(key), text)
+        path = self._path(key)
+        write_atomic(path.with_name(fit_name(path.stem, path.suffix)), text)
+
+    def put_texts(self, texts: dict[str, str]) -> None:
+        """Several objects all or nothing (a transcript set is never half there)."""
+        paths = {self._path(key): text for key, text in texts.items()}
+        write_set({path.with_name(fit_name(path.stem, path.suffix)): text for path, text in paths.items()})
