@@ -68,9 +68,13 @@ def check_output_dir(folder: Path) -> None:
         with open(probe, "xb") as handle:
             handle.write(b"x")
     except OSError as error:
+        remedy = (
+            "free space and run again (finished files are skipped)"
+            if disk_full(error)
+            else "choose another -o/--output folder or make this one writable"
+        )
         raise OutputError(
-            f"{shown(folder)}: transcripts cannot be written there ({error.strerror or error}); "
-            "choose another -o/--output folder or make this one writable"
+            f"{shown(folder)}: transcripts cannot be written there ({error.strerror or error}); {remedy}"
         ) from None
     finally:
         try:
@@ -79,5 +83,14 @@ def check_output_dir(folder: Path) -> None:
             pass
 
 
-def disk_full(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno in DISK_FULL
+def disk_full(error: BaseException | None) -> bool:
+    """Whether `error`, or an error it arose from, says the disk (or quota) is full: an OSError, or
+    SQLite's own words for it (its failed ROLLBACK after a full disk hides the first error)."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            return True
+        if type(error).__name__ == "OperationalError" and "disk is full" in str(error):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from batchscribe.checks import disk_full
 from batchscribe.engine.device import BACKENDS, ENCODERS
 from batchscribe.engine.models import BUNDLED
 from batchscribe.errors import BatchscribeError
@@ -132,6 +133,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except BatchscribeError as error:
         print(f"batchscribe: error: {shown(error)}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if not disk_full(error):
+            raise
+        print(
+            "batchscribe: error: the disk is full; stopped taking new work. Complete transcript sets are kept "
+            "and no partial set is left; free space and run the same command again to resume",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("batchscribe: interrupted; finished transcripts are kept, re-run to resume", file=sys.stderr)

@@ -97,6 +97,9 @@ class Worker:
         except _Stopping:
             self.store.release(self.owner, list(pending))
         except Exception as error:  # model or machine trouble: every unfinished job fails this attempt
+            if disk_full(error):  # the job store's disk: nothing can be recorded; the leases will expire
+                self.halted = f"the disk is full ({error}); this worker stopped: free space and start it again"
+                return
             log.exception("batch failed")
             for job in list(pending.values()):
                 self._fail(pending, job, f"batch failed: {error!r}")
