@@ -51,6 +51,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         help="comma list of txt,srt,vtt,json (default: all)",
     )
     parser.add_argument("--word-timestamps", action="store_true", help="include per-word times in the JSON")
+    parser.add_argument(
+        "--max-line-width", type=positive, default=defaults.max_line_width, help="subtitle characters a line (42)"
+    )
+    parser.add_argument("--max-line-count", type=positive, default=defaults.max_line_count, help="lines a cue (2)")
+    parser.add_argument("--max-words-per-line", type=positive, default=None, help="words a line (default: no limit)")
     parser.add_argument("--beam-size", type=positive, default=defaults.beam_size)
     parser.add_argument(
         "--batch-size",
@@ -95,6 +100,9 @@ def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> Tra
         encoder=args.encoder,
         backend=args.backend,
         overwrite=overwrite,
+        max_line_width=args.max_line_width,
+        max_line_count=args.max_line_count,
+        max_words_per_line=args.max_words_per_line,
     )
 
 

@@ -25,6 +25,10 @@ class TranscribeOptions:
     encoder: Literal["auto", "ct2", "torch"] = "auto"  # torch: bf16 encoder on AMX CPUs (see engine/device.py)
     backend: Literal["auto", "ct2", "torch"] = "auto"  # the library that runs the model (see engine/device.py)
     overwrite: bool = False
+    # subtitle cues (outputs/segments.py), openai-whisper's option names; they shape every format's segments
+    max_line_width: int = 42
+    max_line_count: int = 2
+    max_words_per_line: Optional[int] = None
 
     def output_settings(self) -> dict:
         """The settings that change a transcript's content (used to decide whether to skip)."""

@@ -32,7 +32,7 @@ from batchscribe.names import shown, text_key
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.layout import output_path, plan_stems
 from batchscribe.outputs.resume import content_sha256, is_done, mark_done, settings_key
-from batchscribe.outputs.segments import build_segments
+from batchscribe.outputs.segments import build_segments, cue_rules
 from batchscribe.outputs.writers import WRITERS, render, write_atomic, write_set
 from batchscribe.results import FileResult, RunSummary, Transcript, Word
 
@@ -243,7 +243,7 @@ class _Run:
         pieces = [job.words[i] for i in range(job.piece_count or 0)]
         words = [w for piece in pieces for w in piece]
         transcript = Transcript(
-            segments=build_segments(words, keep_words=self.options.word_timestamps),
+            segments=build_segments(words, self.options.word_timestamps, cue_rules(self.options)),
             language=job.language,
             language_probability=job.language_probability,
             duration=job.duration or 0.0,

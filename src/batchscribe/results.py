@@ -24,6 +24,7 @@ class Segment:
     end: float
     text: str
     words: tuple[Word, ...] = ()
+    lines: tuple[str, ...] = ()  # the text as subtitle lines (outputs/segments.py); () : one line
 
 
 @dataclass(frozen=True)

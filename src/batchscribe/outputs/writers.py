@@ -16,12 +16,30 @@ from batchscribe.options import TranscribeOptions
 from batchscribe.results import Transcript
 
 
-def _clock(seconds: float, decimal: str) -> str:
-    millis = int(round(seconds * 1000))
+MIN_CUE_SECONDS = 0.5  # a shorter cue is stretched into the silence after it, never over the next
+
+
+def _clock(millis: int, decimal: str) -> str:
     hours, millis = divmod(millis, 3_600_000)
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal}{millis:03d}"
+
+
+def cues(transcript: Transcript) -> list[tuple[int, int, str]]:
+    """Subtitle cues (start ms, end ms, text with its line breaks) a player can show: each at least
+    1 ms long and MIN_CUE_SECONDS where the silence after it allows, none overlapping the next."""
+    segments = transcript.segments
+    shown_cues = []
+    previous_end = 0
+    for k, segment in enumerate(segments):
+        start = max(round(segment.start * 1000), previous_end)
+        end = max(round(segment.end * 1000), start + 1)
+        following = round(segments[k + 1].start * 1000) if k + 1 < len(segments) else round(transcript.duration * 1000)
+        end = max(end, min(start + round(MIN_CUE_SECONDS * 1000), following))
+        shown_cues.append((start, end, "\n".join(segment.lines) if segment.lines else segment.text))
+        previous_end = end
+    return shown_cues
 
 
 def to_txt(transcript: Transcript, metadata: dict) -> str:
@@ -30,14 +48,14 @@ def to_txt(transcript: Transcript, metadata: dict) -> str:
 
 def to_srt(transcript: Transcript, metadata: dict) -> str:
     return "".join(
-        f"{n}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n\n"
-        for n, s in enumerate(transcript.segments, start=1)
+        f"{n}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{text}\n\n"
+        for n, (start, end, text) in enumerate(cues(transcript), start=1)
     )
 
 
 def to_vtt(transcript: Transcript, metadata: dict) -> str:
-    cues = "".join(f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n\n" for s in transcript.segments)
-    return "WEBVTT\n\n" + cues
+    body = "".join(f"{_clock(start, '.')} --> {_clock(end, '.')}\n{text}\n\n" for start, end, text in cues(transcript))
+    return "WEBVTT\n\n" + body
 
 
 def to_json(transcript: Transcript, metadata: dict) -> str:
