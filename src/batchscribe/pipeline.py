@@ -26,6 +26,7 @@ from batchscribe.engine.device import Placement, best_batch_size, choose_placeme
 from batchscribe.engine.models import ResolvedModel, resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
 from batchscribe.checks import check_inputs, check_language, check_output_dir, disk_full
+from batchscribe.confidence import language_warnings
 from batchscribe.errors import BatchscribeError, ModelError, OutputError
 from batchscribe.inputs import InputFile, discover
 from batchscribe.names import shown, text_key
@@ -56,8 +57,8 @@ class _Job:
     input: InputFile
     stem: Path
     sha256: str
-    language: str = "en"
-    language_probability: float = 1.0
+    language: Optional[str] = "en"
+    language_probability: Optional[float] = None  # None: never measured (see confidence.py)
     duration: Optional[float] = None
     piece_count: Optional[int] = None
     words: dict[int, list[Word]] = field(default_factory=dict)
@@ -72,8 +73,8 @@ class _FileRead:
     job_id: int
     duration: float
     piece_count: int
-    language: str
-    language_probability: float
+    language: Optional[str]
+    language_probability: Optional[float]
 
 
 @dataclass
@@ -140,7 +141,9 @@ class _Producer(threading.Thread):
         try:
             stream = open_audio(job.input.path)
             count = 0
-            language, probability = self.options.language or "en", 1.0
+            # not measured: given, English-only, or (multilingual) no speech to measure it on
+            language = self.options.language or (None if self.multilingual else "en")
+            probability: Optional[float] = None
             pieces = self._with_language(speech_pieces(stream.blocks(), VadOptions()))
             for piece, language, probability in pieces:  # noqa: B007 (the last values describe the file)
                 self._add(language, PieceRef(job_id, count, piece))
@@ -151,11 +154,11 @@ class _Producer(threading.Thread):
         except Exception as error:  # a decoder bug must not stop the batch
             self._put(_FileFailed(job_id, f"{job.input.path}: unexpected error while reading: {error!r}"))
 
-    def _with_language(self, pieces: Iterator[SpeechPiece]) -> Iterator[tuple[SpeechPiece, str, float]]:
+    def _with_language(self, pieces: Iterator[SpeechPiece]) -> Iterator[tuple[SpeechPiece, str, Optional[float]]]:
         """Tag pieces with the file's language, detected on its first seconds of speech."""
         if self.options.language or not self.multilingual:
             for piece in pieces:
-                yield piece, self.options.language or "en", 1.0
+                yield piece, self.options.language or "en", None  # not measured
             return
         held: list[SpeechPiece] = []
         language = None
@@ -197,8 +200,15 @@ class _Producer(threading.Thread):
 
 
 class _Run:
-    def __init__(self, options: TranscribeOptions, output_dir: Optional[Path], listener: Optional[ProgressListener]):
+    def __init__(
+        self,
+        options: TranscribeOptions,
+        output_dir: Optional[Path],
+        listener: Optional[ProgressListener],
+        multilingual: bool = False,
+    ):
         self.options = options
+        self.multilingual = multilingual
         self.output_dir = output_dir
         self.listener = listener
         self.results: list[FileResult] = []
@@ -246,6 +256,7 @@ class _Run:
             segments=build_segments(words, self.options.word_timestamps, cue_rules(self.options)),
             language=job.language,
             language_probability=job.language_probability,
+            warnings=language_warnings(words, job.language, job.language_probability, self.multilingual),
             duration=job.duration or 0.0,
         )
         result = FileResult(str(job.input.path), "ok", transcript=transcript, audio_seconds=transcript.duration)
@@ -345,7 +356,9 @@ class Transcriber:
     ) -> RunSummary:
         """Transcribe every file named by `inputs`; write outputs under `output_dir` if given."""
         started = time.perf_counter()
-        this_run = _Run(self.options, Path(output_dir) if output_dir is not None else None, listener)
+        this_run = _Run(
+            self.options, Path(output_dir) if output_dir is not None else None, listener, self.model.multilingual
+        )
         files, missing = discover(inputs)
         for warning in check_inputs(inputs, files, missing):  # raises when there is nothing at all
             log.warning("%s", warning)

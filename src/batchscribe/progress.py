@@ -44,6 +44,9 @@ class TerminalProgress:
     def file_finished(self, result: FileResult) -> None:
         if result.status == "failed":
             self.console.print(f"[red]failed:[/red] {escape(shown(result.error))}", highlight=False, soft_wrap=True)
+        for warning in result.transcript.warnings if result.transcript else ():
+            message = f"{escape(shown(result.source))}: {escape(warning)}"
+            self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
         self.audio_seconds += result.audio_seconds
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         self._bar.update(self._task, advance=1, hours=self.audio_seconds / 3600, speed=self.audio_seconds / elapsed)

@@ -32,9 +32,10 @@ class Transcript:
     """Everything known about one transcribed file."""
 
     segments: tuple[Segment, ...]
-    language: str
-    language_probability: float
+    language: Optional[str]  # None: not detected (no speech under a multilingual model)
+    language_probability: Optional[float]  # None: never measured (given, English-only model, no speech)
     duration: float
+    warnings: tuple[str, ...] = ()  # what this transcript cannot vouch for (confidence.py)
 
     @property
     def text(self) -> str:
@@ -80,9 +81,14 @@ class RunSummary:
     def ok(self) -> bool:
         return self.count("failed") == 0
 
+    @property
+    def warned(self) -> int:
+        return sum(1 for r in self.results if r.transcript is not None and r.transcript.warnings)
+
     def line(self) -> str:
+        warned = f" ({self.warned} with warnings, see their JSON)" if self.warned else ""
         return (
-            f"{self.count('ok')} ok, {self.count('failed')} failed, {self.count('skipped')} skipped; "
+            f"{self.count('ok')} ok{warned}, {self.count('failed')} failed, {self.count('skipped')} skipped; "
             f"{self.audio_seconds:.1f} s of audio in {self.wall_seconds:.1f} s "
             f"(RTFx {self.rtfx:.1f}) with {self.model} on {self.device}/{self.compute_type} "
             f"(backend: {self.backend}, encoder: {self.encoder}), "

@@ -131,6 +131,8 @@ class Worker:
         if result.status != "ok" or result.transcript is None:
             self._fail(pending, job, (result.error or "failed").replace(result.source, job.source_uri))
             return
+        for warning in result.transcript.warnings:
+            log.warning("%s: %s", job.source_uri, warning)
         texts = render(result.transcript, self.transcriber.model.name, job.source_uri, self.options)
         try:
             put_transcript(self._store(job.dest_root), job.key, texts)

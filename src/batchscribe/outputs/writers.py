@@ -78,7 +78,10 @@ def to_json(transcript: Transcript, metadata: dict) -> str:
         "text": transcript.text,
         "segments": segments,
         "language": transcript.language,
-        "language_probability": round(transcript.language_probability, 4),
+        "language_probability": None
+        if transcript.language_probability is None
+        else round(transcript.language_probability, 4),  # None: never measured
+        "warnings": list(transcript.warnings),
         "duration": round(transcript.duration, 3),
         **metadata,
     }
