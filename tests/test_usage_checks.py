@@ -112,6 +112,17 @@ def test_a_full_disk_stops_the_run_and_keeps_only_whole_sets(tmp_path, clips, mo
     assert len(sets) == 3, "no new file may be transcribed and written after the disk filled"
 
 
+def test_failures_jsonl_that_cannot_be_written_is_a_warning_not_a_traceback(tmp_path, monkeypatch, caplog):
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pipeline, "write_atomic", full)
+    this_run = pipeline._Run(TranscribeOptions(), tmp_path, None)
+    this_run.fail("/in/a.wav", "/in/a.wav: not audio")
+    this_run.write_failures()  # must not raise
+    assert "failures.jsonl could not be written" in caplog.text and "/in/a.wav: not audio" in caplog.text
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A 100 KiB tmpfs (root only): room for a few transcript sets, then ENOSPC for real."""
