@@ -194,7 +194,8 @@ def test_audio_track_all_labels_each_track_by_its_title(tmp_path):
 
 
 def test_aws_backfill_hands_speaker_options_to_its_jobs():
-    from batchscribe.cli import build_parser, speaker_args
+    from batchscribe.cli import build_parser
+    from batchscribe.cli.options import speaker_args
 
     args = build_parser().parse_args(["aws", "backfill", "s3://b/in/", "--job-queue", "q", "--job-definition", "d",
                                       "--manifests", "s3://b/m/", "--diarize", "--max-speakers", "4"])

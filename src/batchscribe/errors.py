@@ -17,6 +17,10 @@ class OptionsError(BatchscribeError):
     """A combination of options cannot work (e.g. translating with an English-only model)."""
 
 
+class OutputError(BatchscribeError):
+    """Transcripts cannot be written where asked (a read-only folder, a full disk)."""
+
+
 def is_bad_input(error: BaseException) -> bool:
     """Will this failure recur on the same bytes? True for bad input (corrupt, not audio, no audio
     stream, empty, missing): retrying cannot help, so a job goes dead at once. False for trouble

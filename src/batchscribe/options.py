@@ -75,6 +75,10 @@ class TranscribeOptions:
             raise OptionsError(
                 f"--suppress-tokens takes comma-separated token ids (-1 or -1,50256), not {self.suppress_tokens!r}"
             ) from None
+    # subtitle cues (outputs/segments.py), openai-whisper's option names; they shape every format's segments
+    max_line_width: int = 42
+    max_line_count: int = 2
+    max_words_per_line: Optional[int] = None
 
     def output_settings(self) -> dict:
         """The settings that change a transcript's content (used to decide whether to skip).
@@ -101,6 +105,6 @@ _LATER_SETTINGS = (
     "initial_prompt", "hotwords", "temperature", "temperature_increment_on_fallback", "compression_ratio_threshold",
     "logprob_threshold", "no_speech_threshold", "condition_on_previous_text", "suppress_tokens", "vad_filter",
     "vad_threshold", "vad_min_speech_duration_ms", "vad_min_silence_duration_ms", "vad_speech_pad_ms",
-    "highlight_words", "packing", "audio_track",
+    "highlight_words", "packing", "audio_track", "max_line_width", "max_line_count", "max_words_per_line",
 )  # fmt: skip
 _DEFAULTS = asdict(TranscribeOptions())

@@ -9,6 +9,7 @@ outputs are written atomically, and bad files fail alone.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import queue
 import threading
@@ -25,13 +26,16 @@ from batchscribe.engine.decoding import DecodeOptions, Engine, LogMel
 from batchscribe.engine.device import Placement, best_batch_size, choose_placement
 from batchscribe.engine.models import ResolvedModel, resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
-from batchscribe.errors import BatchscribeError, ModelError, OptionsError
+from batchscribe.checks import check_inputs, check_language, check_output_dir, disk_full
+from batchscribe.confidence import language_warnings
+from batchscribe.errors import BatchscribeError, ModelError, OptionsError, OutputError
 from batchscribe.inputs import InputFile, discover
+from batchscribe.names import shown, text_key
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.layout import output_path, plan_stems
 from batchscribe.outputs.resume import content_sha256, is_done, mark_done, settings_key
-from batchscribe.outputs.segments import build_segments
-from batchscribe.outputs.writers import WRITERS, render, write_atomic
+from batchscribe.outputs.segments import build_segments, cue_rules
+from batchscribe.outputs.writers import WRITERS, render, write_atomic, write_set
 from batchscribe.results import FailureKind, FileResult, RunSummary, Segment, SourceAudio, Transcript, Word
 from batchscribe.speakers import (
     SpeakerCount,
@@ -47,6 +51,8 @@ from batchscribe.speakers.sources import speaker_sources
 FAILURES_FILE = "failures.jsonl"
 LANGUAGE_PROBE_SECONDS = 5.0  # speech gathered before a file's language is detected
 BATCHES_AHEAD = 4  # prepared batches waiting for a model worker
+
+log = logging.getLogger("batchscribe")
 
 
 class ProgressListener(Protocol):
@@ -64,8 +70,8 @@ class _Job:
     sha256: str
     initial_prompt: Optional[str] = None
     settings_key: str = ""
-    language: str = "en"
-    language_probability: float = 1.0
+    language: Optional[str] = "en"
+    language_probability: Optional[float] = None  # None: never measured (see confidence.py)
     duration: Optional[float] = None
     piece_count: Optional[int] = None
     words: dict[int, PieceText] = field(default_factory=dict)
@@ -86,8 +92,8 @@ class _FileRead:
     job_id: int
     duration: float
     piece_count: int
-    language: str
-    language_probability: float
+    language: Optional[str]
+    language_probability: Optional[float]
     audio: SourceAudio
     piece_speakers: tuple[str, ...] = ()
     speaker_turns: tuple = ()
@@ -176,7 +182,9 @@ class _Producer(threading.Thread):
         try:
             stream = open_audio(job.input.path, self.options.audio_track or 1)
             count = 0
-            language, probability = self.options.language or "en", 1.0
+            # not measured: given, English-only, or (multilingual) no speech to measure it on
+            language = self.options.language or (None if self.multilingual else "en")
+            probability: Optional[float] = None
             sources = speaker_sources(stream, self.options)  # --speakers channels, --audio-track all
             found = sources.pieces(self.vad) if sources else self._media_timeline(stream)
             for piece, language, probability in self._with_language(found):  # noqa: B007 (the last describe the file)
@@ -201,11 +209,11 @@ class _Producer(threading.Thread):
         for piece in speech_pieces(stream.blocks(), self.vad):
             yield piece.shifted(stream.start)
 
-    def _with_language(self, pieces: Iterator[SpeechPiece]) -> Iterator[tuple[SpeechPiece, str, float]]:
+    def _with_language(self, pieces: Iterator[SpeechPiece]) -> Iterator[tuple[SpeechPiece, str, Optional[float]]]:
         """Tag pieces with the file's language, detected on its first seconds of speech."""
         if self.options.language or not self.multilingual:
             for piece in pieces:
-                yield piece, self.options.language or "en", 1.0
+                yield piece, self.options.language or "en", None  # not measured
             return
         held: list[SpeechPiece] = []
         language = None
@@ -255,8 +263,15 @@ class _Producer(threading.Thread):
 
 
 class _Run:
-    def __init__(self, options: TranscribeOptions, output_dir: Optional[Path], listener: Optional[ProgressListener]):
+    def __init__(
+        self,
+        options: TranscribeOptions,
+        output_dir: Optional[Path],
+        listener: Optional[ProgressListener],
+        multilingual: bool = False,
+    ):
         self.options = options
+        self.multilingual = multilingual
         self.output_dir = output_dir
         self.listener = listener
         self.results: list[FileResult] = []
@@ -306,6 +321,7 @@ class _Run:
 
     def complete(self, job: _Job, model_name: str) -> None:
         pieces = [job.words[i] for i in range(job.piece_count or 0)]
+        words = [w for piece in pieces for w in piece.words]
         keep_words = self.options.word_timestamps or self.options.highlight_words
         try:
             segments = self._segments(job, [piece.words for piece in pieces])
@@ -316,6 +332,7 @@ class _Run:
             segments=tuple(_with_decoding(s, pieces, keep_words) for s in segments),
             language=job.language,
             language_probability=job.language_probability,
+            warnings=language_warnings(words, job.language, job.language_probability, self.multilingual),
             duration=job.duration or 0.0,
             speaker_turns=job.speaker_turns,
             audio=job.audio,
@@ -325,47 +342,66 @@ class _Run:
             try:
                 result.outputs = self._write(job, transcript, model_name)
             except OSError as error:
+                if disk_full(error):  # the environment, not the file: stop before transcribing more
+                    kept = self.count_ok()
+                    raise OutputError(
+                        f"{shown(self.output_dir)}: the disk is full ({error.strerror}); stopped taking new files. "
+                        f"{kept} complete transcript set(s) are kept and no partial set was left; free space "
+                        "and run the same command again: finished files are skipped"
+                    ) from None
                 self.fail(str(job.input.path), f"{job.input.path}: cannot write its transcript: {error}")
                 return
         self.finish(result)
 
     def _segments(self, job: _Job, pieces: list[list[Word]]) -> tuple[Segment, ...]:
         """Segments with their words (each segment's decoding fields need its words' tokens)."""
-        keep = True
+        keep, rules = True, cue_rules(self.options)
+
+        def build(words: list[Word], keep_words: bool) -> tuple[Segment, ...]:
+            return build_segments(words, keep_words, rules)
+
         if self.options.speakers == "channels" or self.options.audio_track == 0:  # a source per speaker
-            return channel_segments(pieces, job.piece_speakers, build_segments, keep)
+            return channel_segments(pieces, job.piece_speakers, build, keep)
         words = [w for piece in pieces for w in piece]
         if self.options.speakers != "diarize":
-            return build_segments(words, keep_words=keep)
+            return build(words, keep)
         if job.speaker_error:
             raise BatchscribeError(job.speaker_error)
         options = self.options
         count = SpeakerCount(options.num_speakers, options.min_speakers, options.max_speakers)
         words, job.speaker_turns = diarize(words, job.speaker_windows, count)
-        return speaker_segments(words, build_segments, keep)
+        return speaker_segments(words, build, keep)
+
+    def count_ok(self) -> int:
+        return sum(1 for r in self.results if r.status == "ok")
 
     def _write(self, job: _Job, transcript: Transcript, model_name: str) -> dict[str, Path]:
+        """Every format or none (write_set), then the stamp that lets a re-run skip the file."""
         assert self.output_dir is not None
-        outputs = {}
-        for fmt, text in render(transcript, model_name, str(job.input.path), self.options).items():
-            path = output_path(self.output_dir, job.stem, fmt)
-            write_atomic(path, text)
-            outputs[fmt] = path
+        texts = render(transcript, model_name, text_key(str(job.input.path)), self.options)
+        outputs = {fmt: output_path(self.output_dir, job.stem, fmt) for fmt in texts}
+        write_set({outputs[fmt]: text for fmt, text in texts.items()})
         mark_done(self.output_dir, job.stem, job.input.path, job.sha256, job.settings_key)
         return outputs
 
     def write_failures(self) -> None:
+        """Never raises: a full or read-only disk gets a warning naming the failures instead."""
         if self.output_dir is None:
             return
         path = self.output_dir / FAILURES_FILE
         failed = [r for r in self.results if r.status == "failed"]
-        if failed:
-            lines = "".join(
-                json.dumps({"input": r.source, "error": r.error}, ensure_ascii=False) + "\n" for r in failed
-            )
-            write_atomic(path, lines)
-        else:
-            path.unlink(missing_ok=True)
+        try:
+            if failed:
+                lines = "".join(
+                    json.dumps({"input": text_key(r.source), "error": shown(r.error)}, ensure_ascii=False) + "\n"
+                    for r in failed
+                )
+                write_atomic(path, lines)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as error:
+            log.warning("%s could not be written (%s); the failed files were: %s", shown(path), error.strerror or error,
+                        "; ".join(shown(r.error) for r in failed))
 
 
 def _with_decoding(segment: Segment, pieces: list[PieceText], keep_words: bool) -> Segment:
@@ -411,6 +447,7 @@ class Transcriber:
         self._check_speaker_options()
         self.placement = self._placement(self.options.backend)
         self.model = resolve_model(self.options.model, self.options.backend)
+        check_language(self.options.language, self.options.task, self.model.multilingual)
         if self.model.layout == "hf" and self.placement.backend != "torch":
             self.placement = self._placement("torch")  # only PyTorch runs a Hugging Face folder
         if not self.options.batch_size:
@@ -466,16 +503,24 @@ class Transcriber:
         `prompts` gives single files (by path) their own initial prompt instead of the options' one;
         their pieces are packed only with pieces of files with the same prompt."""
         started = time.perf_counter()
-        this_run = _Run(self.options, Path(output_dir) if output_dir is not None else None, listener)
+        this_run = _Run(
+            self.options, Path(output_dir) if output_dir is not None else None, listener, self.model.multilingual
+        )
         files, missing = discover(inputs)
+        for warning in check_inputs(inputs, files, missing):  # raises when there is nothing at all
+            log.warning("%s", warning)
+        if output_dir is not None:
+            check_output_dir(Path(output_dir))
         for item in missing:
             this_run.fail(item.spec, item.error, FailureKind.BAD_INPUT)
         jobs, skipped = this_run.pending_jobs(files, prompts)
         if listener:
             listener.started(len(files) + len(missing), skipped)
-        if jobs:
-            _transcribe(self._engine_soon(), self.model, jobs, self.options, this_run)
-        this_run.write_failures()
+        try:
+            if jobs:
+                _transcribe(self._engine_soon(), self.model, jobs, self.options, this_run)
+        finally:
+            this_run.write_failures()
         return RunSummary(
             this_run.results,
             time.perf_counter() - started,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from batchscribe.names import shown
 from batchscribe.results import FileResult
 
 
@@ -41,10 +43,14 @@ class TerminalProgress:
 
     def file_finished(self, result: FileResult) -> None:
         if result.status == "failed":
-            self.console.print(f"[red]failed:[/red] {result.error}", highlight=False, soft_wrap=True)
+            self.console.print(f"[red]failed:[/red] {escape(shown(result.error))}", highlight=False, soft_wrap=True)
         if result.transcript is not None:
             for note in result.transcript.audio.notes():  # audio tracks left out, a corrected downmix
-                self.console.print(f"[yellow]note:[/yellow] {result.source}: {note}", highlight=False, soft_wrap=True)
+                message = f"{escape(shown(result.source))}: {escape(note)}"
+                self.console.print(f"[yellow]note:[/yellow] {message}", highlight=False, soft_wrap=True)
+        for warning in result.transcript.warnings if result.transcript else ():
+            message = f"{escape(shown(result.source))}: {escape(warning)}"
+            self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
         self.audio_seconds += result.audio_seconds
         elapsed = max(time.perf_counter() - self._started, 1e-9)
         self._bar.update(self._task, advance=1, hours=self.audio_seconds / 3600, speed=self.audio_seconds / elapsed)

@@ -18,8 +18,8 @@ class Word:
     end: float
     word: str
     probability: float
-    speaker: Optional[str] = None  # with --diarize / --speakers: SPEAKER_1, left, a track's title...
     tokens: tuple[int, ...] = field(default=(), compare=False, repr=False)  # the model's tokens for it
+    speaker: Optional[str] = None  # with --diarize / --speakers: SPEAKER_1, left, a track's title...
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,7 @@ class Segment:
     avg_logprob: Optional[float] = None
     compression_ratio: Optional[float] = None
     no_speech_prob: Optional[float] = None
+    lines: tuple[str, ...] = ()  # the text as subtitle lines (outputs/segments.py); () : one line
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,14 @@ class Transcript:
     """Everything known about one transcribed file."""
 
     segments: tuple[Segment, ...]
-    language: str
-    language_probability: float
+    language: Optional[str]  # None: not detected (no speech under a multilingual model)
+    language_probability: Optional[float]  # None: never measured (given, English-only model, no speech)
     duration: float
     audio: SourceAudio = SourceAudio()
     # (start s, end s, speaker) of each stretch of speech, with --diarize / --speakers: the speech
     # detector's times, which cover speech the words' times miss (the RTTM output)
     speaker_turns: tuple[tuple[float, float, str], ...] = ()
+    warnings: tuple[str, ...] = ()  # what this transcript cannot vouch for (confidence.py)
 
     @property
     def text(self) -> str:
@@ -160,11 +162,16 @@ class RunSummary:
     def ok(self) -> bool:
         return self.count("failed") == 0
 
+    @property
+    def warned(self) -> int:
+        return sum(1 for r in self.results if r.transcript is not None and r.transcript.warnings)
+
     def line(self) -> str:
+        warned = f" ({self.warned} with warnings, see their JSON)" if self.warned else ""
         if not self.count("ok"):  # nothing was transcribed: no speed or model load to report
             return f"{self.count('ok')} ok, {self.count('failed')} failed, {self.count('skipped')} skipped"
         return (
-            f"{self.count('ok')} ok, {self.count('failed')} failed, {self.count('skipped')} skipped; "
+            f"{self.count('ok')} ok{warned}, {self.count('failed')} failed, {self.count('skipped')} skipped; "
             f"{self.audio_seconds:.1f} s of audio in {self.wall_seconds:.1f} s "
             f"(RTFx {self.rtfx:.1f}) with {self.model} on {self.device}/{self.compute_type} "
             f"(backend: {self.backend}, encoder: {self.encoder}), "

@@ -10,6 +10,7 @@ import sys
 from batchscribe import __version__
 from batchscribe.cli.options import HelpFormatter
 from batchscribe.errors import BatchscribeError
+from batchscribe.names import shown
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,11 +43,25 @@ def _hyphenated(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a file name's undecodable bytes must never end a run
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(_hyphenated(sys.argv[1:] if argv is None else argv))
     try:
         return args.handler(args)
     except BatchscribeError as error:
-        print(f"batchscribe: error: {error}", file=sys.stderr)
+        print(f"batchscribe: error: {shown(error)}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        from batchscribe.checks import disk_full
+
+        if not disk_full(error):
+            raise
+        print(
+            "batchscribe: error: the disk is full; stopped taking new work. Complete transcript sets are kept "
+            "and no partial set is left; free space and run the same command again to resume",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("batchscribe: interrupted; finished transcripts are kept, re-run to resume", file=sys.stderr)

@@ -87,6 +87,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help=f"comma list of {','.join(FORMATS + OPTIONAL_FORMATS)}, or all ({','.join(FORMATS)}) "
                        f"(default: {','.join(DEFAULT_FORMATS)}); rttm: speaker turns, with --diarize or --speakers")
     _flag(model, "--word-timestamps", False, "per-word times and probabilities in the JSON")
+    model.add_argument("--max-line-width", type=positive, default=DEFAULTS.max_line_width,
+                       help="subtitle characters a line (openai-whisper's)")  # fmt: skip
+    model.add_argument("--max-line-count", type=positive, default=DEFAULTS.max_line_count, help="subtitle lines a cue")
+    model.add_argument("--max-words-per-line", type=positive, default=None, help="subtitle words a line (default: no "
+                       "limit)")  # fmt: skip
     _flag(model, "--highlight-words", False, "SRT/VTT: a cue per word, underlined (<u>), as openai-whisper")
     model.add_argument("--device", choices=("auto", "cpu", "cuda"), default=DEFAULTS.device,
                        help="auto: cuda when a GPU is visible and a backend can use it, else cpu")
@@ -198,6 +203,8 @@ def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> Tra
         vad_min_speech_duration_ms=args.vad_min_speech_duration_ms,
         vad_min_silence_duration_ms=args.vad_min_silence_duration_ms, vad_speech_pad_ms=args.vad_speech_pad_ms,
         highlight_words=args.highlight_words, packing=args.packing, audio_track=args.audio_track,
+        max_line_width=args.max_line_width, max_line_count=args.max_line_count,
+        max_words_per_line=args.max_words_per_line,
         speakers=args.speakers or "", num_speakers=args.num_speakers, min_speakers=args.min_speakers,
         max_speakers=args.max_speakers, speaker_model=args.speaker_model,
     )  # fmt: skip

@@ -49,6 +49,10 @@ def _run(args: argparse.Namespace) -> int:
     source = source_of(args)
     the_route = route(source, args)
     scheme, _, output_folder = split_uri(the_route.dest_root)
+    if scheme == "file":  # a folder that cannot be written is found now, not after the first transcript
+        from batchscribe.checks import check_output_dir
+
+        check_output_dir(Path(output_folder))
     if args.store is None and not os.environ.get(STORE_ENV) and scheme == "file":
         # delete the outputs, and the record goes too
         args.store = str(Path(output_folder) / ".batchscribe" / "jobs.db")

@@ -21,6 +21,7 @@ def add_commands(commands) -> None:
 def _transcribe(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from batchscribe.names import shown
     from batchscribe.pipeline import FAILURES_FILE, run  # loaded here: other commands never load the engine
     from batchscribe.progress import TerminalProgress
 
@@ -30,5 +31,5 @@ def _transcribe(args: argparse.Namespace) -> int:
         summary = run(args.inputs, output_dir, options, listener=progress)
     print(summary.line())
     if not summary.ok:
-        print(f"failures are listed in {output_dir / FAILURES_FILE}")
+        print(f"failures are listed in {shown(output_dir / FAILURES_FILE)}")
     return 0 if summary.ok else 1

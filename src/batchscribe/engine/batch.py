@@ -16,6 +16,7 @@ from typing import Callable
 
 import numpy as np
 
+from batchscribe.audio import SAMPLE_RATE, SpeechPiece
 from batchscribe.engine.packing import PieceRef, Window, assign_words
 from batchscribe.engine.decoding import DecodedWindow, DecodeOptions, Engine
 from batchscribe.results import Word
@@ -27,6 +28,7 @@ REPEAT_SIMILARITY = 0.8
 # user's --compression-ratio-threshold (which governs fallback of windows decoded alone).
 MAX_COMPRESSION_RATIO = 2.4
 DEFAULT_OPTIONS = DecodeOptions()
+MIN_UNHEARD_SECONDS = 0.6  # a VAD region this long (0.3 s padding each side included) that got no word
 
 
 @dataclass
@@ -89,7 +91,46 @@ def transcribe_batch(engine: Engine, batch: Batch, options: DecodeOptions) -> Pi
         ref for window in batch.windows for ref in _copies(window, words) if (ref.file_id, ref.index) not in kept
     ]
     result.update(_decode_alone(engine, copies, language, options, batch_size))
+    _decode_unheard(engine, batch.windows, result, language, options, batch_size)
     return result
+
+
+def _unheard(piece: SpeechPiece, words: list[Word]) -> list[SpeechPiece]:
+    """Utterances the VAD found in a piece that got no word although long enough to hold one."""
+    missed = []
+    for first, last in piece.regions:
+        if last - first >= MIN_UNHEARD_SECONDS and not any(first <= (w.start + w.end) / 2 <= last for w in words):
+            begin = int(round((first - piece.start) * SAMPLE_RATE))
+            missed.append(SpeechPiece(first, piece.audio[begin : int(round((last - piece.start) * SAMPLE_RATE))],
+                                      ((first, last),)))  # fmt: skip
+    return missed
+
+
+def _decode_unheard(
+    engine: Engine, windows: list[Window], result: PieceWords, language: str, options: DecodeOptions, batch_size: int
+) -> None:
+    """Decode again, alone, each utterance of a piece that got no word while the rest of it did.
+
+    Whisper sometimes skips one short utterance among many ("no, go, no" came out "no, no") or
+    stops before the last ones; the words of the rest are then all laid elsewhere (engine/regions.py),
+    and this speech would be lost without a sign. A piece with no word at all is left to the
+    no-speech test (silence, noise)."""
+    owners, refs = [], []
+    for window in windows:
+        for ref in window.pieces:
+            text = result.get((ref.file_id, ref.index))
+            if text is not None and text.words:
+                for piece in _unheard(ref.piece, text.words):
+                    owners.append((ref.file_id, ref.index))
+                    refs.append(PieceRef(-1 - len(refs), 0, piece))
+    if not refs:
+        return
+    heard = _decode_alone(engine, refs, language, options, batch_size)
+    for owner, ref in zip(owners, refs, strict=True):
+        extra = heard.get((ref.file_id, 0))
+        if extra is not None and extra.words:
+            text = result[owner]
+            result[owner] = replace(text, words=sorted(text.words + extra.words, key=lambda w: w.start))
 
 
 def _decode_alone(

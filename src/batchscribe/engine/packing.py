@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
+from batchscribe.engine.regions import place_words
 from batchscribe.results import Word
 
 WINDOW_SECONDS = 30.0
@@ -92,7 +93,8 @@ def assign_words(window: Window, words: list[Word]) -> list[list[Word]]:
     """Split words (window time) among the window's pieces, converted to source time.
 
     A word belongs to the piece whose span, widened by half the gap around it, holds its
-    midpoint; times are clipped to that piece so no word leaks into a neighbour's audio.
+    midpoint; times are clipped to that piece so no word leaks into a neighbour's audio, then laid
+    on the piece's speech regions, each word with a length (engine/regions.py).
     """
     per_piece: list[list[Word]] = [[] for _ in window.pieces]
     bounds = [(ref.offset, ref.offset + ref.piece.duration) for ref in window.pieces]
@@ -103,23 +105,11 @@ def assign_words(window: Window, words: list[Word]) -> list[list[Word]]:
             key=lambda i: 0.0 if bounds[i][0] <= middle <= bounds[i][1] else min(abs(middle - b) for b in bounds[i]),
         )
         lo, hi = bounds[index]
-        piece = window.pieces[index].piece
-        shift = piece.start - lo
+        shift = window.pieces[index].piece.start - lo
         start = min(max(word.start, lo), hi) + shift
         end = min(max(word.end, start - shift), hi) + shift
-        start, end = _within_speech(start, end, piece.regions)
-        per_piece[index].append(Word(start, end, word.word, word.probability, word.tokens))
-    return per_piece
-
-
-def _within_speech(start: float, end: float, regions: tuple[tuple[float, float], ...]) -> tuple[float, float]:
-    """Keep a word out of the pauses its piece contains.
-
-    Alignment lets the last word before a pause run until the next word starts; the VAD
-    knows better where the speech stopped.
-    """
-    for region_start, region_end in regions:
-        if start < region_end:
-            start = max(start, region_start)
-            return start, max(start, min(end, region_end))
-    return start, end
+        per_piece[index].append(Word(start, end, word.word, word.probability, tokens=word.tokens))
+    return [
+        place_words(placed, ref.piece.regions, ref.piece.start, ref.piece.start + ref.piece.duration)
+        for ref, placed in zip(window.pieces, per_piece, strict=True)
+    ]

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
+from batchscribe.checks import disk_full
+from batchscribe.errors import OutputError
 from batchscribe.jobs.metrics import worker_metrics
 from batchscribe.jobs.store import Job, JobStore
 from batchscribe.options import TranscribeOptions
@@ -85,6 +87,7 @@ class Worker:
             transcriber = Transcriber(options)
         self.transcriber = transcriber
         self.stop_requests = 0
+        self.halted: Optional[str] = None  # why the worker stopped on its own (a full disk)
         self._stores: dict[str, Store] = {}
         self._held = _Held()
         self._owed: list[tuple[str, Callable[[], object]]] = []  # store updates made while it was unreachable
@@ -105,7 +108,7 @@ class Worker:
         heartbeat = threading.Thread(target=self._heartbeat, args=(beat,), name="heartbeat", daemon=True)
         heartbeat.start()
         try:
-            while not self.stop_requests:
+            while not self.stop_requests and not self.halted:
                 if not self._settle_owed():
                     time.sleep(self.settings.poll_seconds)
                     continue
@@ -121,11 +124,14 @@ class Worker:
                     time.sleep(self.settings.poll_seconds)
                     continue
                 self.run_batch(jobs)
-            while self.stop_requests < 2 and not self._settle_owed():  # a first stop still acknowledges
+            # a first stop still acknowledges what was finished
+            while self.stop_requests < 2 and not self.halted and not self._settle_owed():
                 time.sleep(self.settings.poll_seconds)
         finally:
             beat.set()
             heartbeat.join()
+        if self.halted:
+            raise OutputError(self.halted)
 
     def _store(self, root: str) -> Store:
         if root not in self._stores:
@@ -149,6 +155,9 @@ class Worker:
                 self._held.discard(job_id)
             self._record("release", lambda ids=list(pending): self.store.release(self.owner, ids), owe=False)
         except Exception as error:  # model or machine trouble: every unfinished job fails this attempt
+            if disk_full(error):  # the job store's disk: nothing can be recorded; the leases will expire
+                self.halted = f"the disk is full ({error}); this worker stopped: free space and start it again"
+                return
             log.exception("batch failed")
             for job in list(pending.values()):
                 self._fail(pending, job, f"batch failed: {error!r}")
@@ -184,10 +193,20 @@ class Worker:
             error = (result.error or "failed").replace(result.source, job.source_uri)
             self._fail(pending, job, error, permanent=result.failure is FailureKind.BAD_INPUT)
             return
+        for warning in result.transcript.warnings:
+            log.warning("%s: %s", job.source_uri, warning)
         texts = render(result.transcript, self.transcriber.model.name, job.source_uri, self.options)
         try:
             put_transcript(self._store(job.dest_root), job.key, texts)
         except Exception as error:
+            if disk_full(error):  # the environment, not the file: give every unfinished job back and stop
+                self.halted = (
+                    f"{job.dest_root}: the disk is full ({error.strerror}); this worker stopped taking jobs. "
+                    "Every stored transcript set is complete; the unfinished jobs are queued again: free space "
+                    "and start it again to resume"
+                )
+                log.error("%s", self.halted)
+                raise _Stopping() from None
             self._fail(pending, job, f"{job.source_uri}: cannot store its transcript: {error}")
             return
         pending.pop(job.id, None)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, TypeVar
 
 from batchscribe.inputs import InputFile
+from batchscribe.names import fit_name
 
 T = TypeVar("T", bound=InputFile)
 
@@ -36,4 +37,5 @@ def plan_stems(files: list[T]) -> dict[T, Path]:
 
 
 def output_path(output_dir: Path, stem: Path, fmt: str) -> Path:
-    return output_dir / stem.parent / f"{stem.name}.{fmt}"
+    """`OUT/stem.fmt`; a name past the file system's limit is shortened (batchscribe.names.fit_name)."""
+    return output_dir / stem.parent / fit_name(stem.name, f".{fmt}")

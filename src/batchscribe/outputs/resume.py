@@ -11,6 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from batchscribe.names import fit_name, text_key
 from batchscribe.outputs.layout import output_path
 from batchscribe.outputs.writers import write_atomic
 
@@ -28,7 +29,7 @@ def settings_key(settings: dict) -> str:
 
 
 def _stamp_path(output_dir: Path, stem: Path) -> Path:
-    return output_dir / stem.parent / f".{stem.name}.batchscribe"
+    return output_dir / stem.parent / fit_name(f".{stem.name}", ".batchscribe")
 
 
 def is_done(output_dir: Path, stem: Path, formats: tuple[str, ...], sha256: str, key: str) -> bool:
@@ -45,5 +46,5 @@ def is_done(output_dir: Path, stem: Path, formats: tuple[str, ...], sha256: str,
 
 
 def mark_done(output_dir: Path, stem: Path, source: Path, sha256: str, key: str) -> None:
-    record = {"source": str(source), "sha256": sha256, "settings": key}
+    record = {"source": text_key(str(source)), "sha256": sha256, "settings": key}
     write_atomic(_stamp_path(output_dir, stem), json.dumps(record) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -11,13 +12,16 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from batchscribe.names import NAME_MAX, shown
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.rttm import to_rttm, turn_prefixes
 from batchscribe.results import Segment, Transcript
 
 
-def _clock(seconds: float, decimal: str) -> str:
-    millis = int(round(seconds * 1000))
+MIN_CUE_SECONDS = 0.5  # a shorter cue is stretched into the silence after it, never over the next
+
+
+def _clock(millis: int, decimal: str) -> str:
     hours, millis = divmod(millis, 3_600_000)
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)
@@ -29,24 +33,34 @@ def to_txt(transcript: Transcript, metadata: dict) -> str:
     return "".join(f"{p}{s.text}\n" for p, s in zip(turns, transcript.segments, strict=True))
 
 
-def _cues(transcript: Transcript, metadata: dict, voices: bool = False) -> list[tuple[float, float, str]]:
-    """(start, end, text) of each cue: one per segment, or with `highlight_words` openai-whisper's
-    karaoke style: a cue per word with that word underlined, and the plain line between words.
+def cues(transcript: Transcript, metadata: dict | None = None, voices: bool = False) -> list[tuple[int, int, str]]:
+    """Subtitle cues (start ms, end ms, text with its line breaks) a player can show: each at least
+    1 ms long and MIN_CUE_SECONDS where the silence after it allows, none overlapping the next.
 
-    Speakers: `voices` (VTT) tags every cue with `<v SPEAKER>`; otherwise a turn's first cue gets
-    its "[SPEAKER] " prefix."""
+    One cue per segment, or with `highlight_words` openai-whisper's karaoke style: a cue per word
+    with that word underlined, and the plain line between words. Speakers: `voices` (VTT) tags every
+    cue with `<v SPEAKER>`; otherwise a turn's first cue gets its "[SPEAKER] " prefix."""
     segments = transcript.segments
     if voices:
         prefixes = [f"<v {s.speaker}>" if s.speaker else "" for s in segments]
     else:
         prefixes = turn_prefixes(segments)
-    cues = []
+    timed = []
     for prefix, segment in zip(prefixes, segments, strict=True):
-        plain = [(segment.start, segment.end, segment.text)]
-        pieces = _highlighted(segment) if metadata.get("highlight_words") else plain
+        plain = [(segment.start, segment.end, "\n".join(segment.lines) if segment.lines else segment.text)]
+        pieces = _highlighted(segment) if (metadata or {}).get("highlight_words") else plain
         for i, (start, end, text) in enumerate(pieces):
-            cues.append((start, end, (prefix if voices or i == 0 else "") + text))
-    return cues
+            timed.append((start, end, (prefix if voices or i == 0 else "") + text))
+    shown_cues = []
+    previous_end = 0
+    for k, (start_s, end_s, text) in enumerate(timed):
+        start = max(round(start_s * 1000), previous_end)
+        end = max(round(end_s * 1000), start + 1)
+        following = round(timed[k + 1][0] * 1000) if k + 1 < len(timed) else round(transcript.duration * 1000)
+        end = max(end, min(start + round(MIN_CUE_SECONDS * 1000), following))
+        shown_cues.append((start, end, text))
+        previous_end = end
+    return shown_cues
 
 
 def _highlighted(segment: Segment) -> list[tuple[float, float, str]]:
@@ -57,7 +71,7 @@ def _highlighted(segment: Segment) -> list[tuple[float, float, str]]:
     cues = []
     last = segment.words[0].start
     for i, word in enumerate(segment.words):
-        if _clock(last, ".") != _clock(word.start, "."):
+        if round(last * 1000) != round(word.start * 1000):
             cues.append((last, word.start, plain))
         marked = "".join(re.sub(r"^(\s*)(.*)$", r"\1<u>\2</u>", t) if j == i else t for j, t in enumerate(texts))
         cues.append((word.start, word.end, marked.strip()))
@@ -68,15 +82,14 @@ def _highlighted(segment: Segment) -> list[tuple[float, float, str]]:
 def to_srt(transcript: Transcript, metadata: dict) -> str:
     return "".join(
         f"{n}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{text}\n\n"
-        for n, (start, end, text) in enumerate(_cues(transcript, metadata), start=1)
+        for n, (start, end, text) in enumerate(cues(transcript, metadata), start=1)
     )
 
 
 def to_vtt(transcript: Transcript, metadata: dict) -> str:
-    cues = "".join(f"{_clock(start, '.')} --> {_clock(end, '.')}\n{text}\n\n" for start, end, text in _cues(
-        transcript, metadata, voices=True
-    ))  # fmt: skip
-    return "WEBVTT\n\n" + cues
+    timed = cues(transcript, metadata, voices=True)
+    body = "".join(f"{_clock(start, '.')} --> {_clock(end, '.')}\n{text}\n\n" for start, end, text in timed)
+    return "WEBVTT\n\n" + body
 
 
 def to_tsv(transcript: Transcript, metadata: dict) -> str:
@@ -120,7 +133,10 @@ def to_json(transcript: Transcript, metadata: dict) -> str:
         "text": transcript.text,
         "segments": segments,
         "language": transcript.language,
-        "language_probability": round(transcript.language_probability, 4),
+        "language_probability": None
+        if transcript.language_probability is None
+        else round(transcript.language_probability, 4),  # None: never measured
+        "warnings": list(transcript.warnings),
         "duration": round(transcript.duration, 3),
         **_audio(transcript),
         **{k: v for k, v in metadata.items() if k != "highlight_words"},
@@ -166,35 +182,62 @@ def render(transcript: Transcript, model: str, source: str, options: TranscribeO
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename: readers never see half a file.
+    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+    write_set({path: text})
+
+
+def write_set(files: dict[Path, str]) -> None:
+    """Write several files all or nothing: a transcript set is never left as `.txt` without `.json`.
+
+    Every file is written to a temporary in its own folder and fsynced first; only then are they
+    renamed into place. A failure (a full disk, a name the file system refuses) removes the
+    temporaries and raises, so the previous set, if any, stays whole. Text is UTF-8; an
+    undecodable file-name byte quoted in it is written `%XX` (see batchscribe.names).
 
     The temporary name is chosen before the file exists and created inside the cleanup's reach:
     with tempfile.mkstemp, a Ctrl-C landing in its own Python code after the file was created
     left a stray .partial behind (seen once in a full test run). A writer killed outright
     (SIGKILL) cannot clean up, so the next write of the same file removes the temporaries of
     writers on this machine that are no longer running (their name carries host and pid).
+    Raises OSError.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{_WRITER}.{uuid.uuid4().hex[:8]}.partial")
+    encoded = {path: shown(text).encode("utf-8") for path, text in files.items()}
+    temporaries: list[Path] = []
     try:
-        with open(temporary, "x", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
+        for path, data in encoded.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f"{_temporary_prefix(path.name)}{_WRITER}.{uuid.uuid4().hex[:8]}.partial")
+            temporaries.append(temporary)
+            with open(temporary, "xb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        for path, temporary in zip(encoded, temporaries, strict=True):
+            os.replace(temporary, path)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
         raise
-    _remove_abandoned_temporaries(path)
+    for path in encoded:
+        _remove_abandoned_temporaries(path)
 
 
 _WRITER = f"{socket.gethostname()}-{os.getpid()}"
 
 
+def _temporary_prefix(name: str) -> str:
+    """`.NAME.`, or for a name near the length limit `.~HASH.` (the temporary must fit too)."""
+    prefix = f".{name}."
+    if len(os.fsencode(f"{prefix}{_WRITER}.00000000.partial")) > NAME_MAX:
+        prefix = f".~{hashlib.sha256(os.fsencode(name)).hexdigest()[:16]}."
+    return prefix
+
+
 def _remove_abandoned_temporaries(path: Path) -> None:
     host = socket.gethostname()
-    for stray in path.parent.glob(f".{glob.escape(path.name)}.{glob.escape(host)}-*.partial"):
-        pid = stray.name[len(f".{path.name}.{host}-") :].split(".", 1)[0]
+    prefix = _temporary_prefix(path.name)
+    for stray in path.parent.glob(f"{glob.escape(prefix)}{glob.escape(host)}-*.partial"):
+        pid = stray.name[len(f"{prefix}{host}-") :].split(".", 1)[0]
         if pid.isdigit() and not _running(int(pid)):
             stray.unlink(missing_ok=True)
 

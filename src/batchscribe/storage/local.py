@@ -4,6 +4,10 @@ A file's version is its content's sha256, not its modification time: the same re
 in again (`cp` gives it a new mtime) is the same version, so it is one job, transcribed once.
 Hashes are cached by (size, mtime, inode), so a folder watch polling every second reads a file
 again only when it changed.
+
+A key is the file's path below the folder as text: undecodable bytes and control characters
+in a name are `%XX` (batchscribe.names), so every name the OS can hold is a valid key for the job
+store, a log line or an S3 destination, and maps back to the very same file.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from pathlib import Path
 from typing import Iterator
 
 from batchscribe.errors import InputError
+from batchscribe.names import fit_name, path_name, text_key
 from batchscribe.outputs.resume import content_sha256
-from batchscribe.outputs.writers import write_atomic
+from batchscribe.outputs.writers import write_atomic, write_set
 from batchscribe.storage.keys import checked_key
 from batchscribe.storage.objects import StoredObject
 
@@ -26,13 +31,14 @@ class LocalStore:
         self._hashes: dict[Path, tuple[tuple[int, int, int], str]] = {}  # path -> (stat, sha256)
 
     def _path(self, key: str) -> Path:
-        path = self.folder / checked_key(key)
+        """The file a key names: keys are file names as text (batchscribe.names.text_key)."""
+        path = self.folder / path_name(checked_key(key))
         if not path.resolve().is_relative_to(self.folder):  # a symlinked folder pointing outside
             raise InputError(f"{key}: resolves outside {self.folder}")
         return path
 
     def _object(self, path: Path, stat: os.stat_result) -> StoredObject:
-        key = path.relative_to(self.folder).as_posix()
+        key = text_key(path.relative_to(self.folder).as_posix())
         return StoredObject(self.root, key, self._version(path, stat), stat.st_size)
 
     def _version(self, path: Path, stat: os.stat_result) -> str:
@@ -67,11 +73,18 @@ class LocalStore:
         return self._path(key)
 
     def put_text(self, key: str, text: str) -> None:
-        write_atomic(self._path(key), text)
+        path = self._path(key)
+        write_atomic(path.with_name(fit_name(path.stem, path.suffix)), text)
+
+    def put_texts(self, texts: dict[str, str]) -> None:
+        """Several objects all or nothing (a transcript set is never half there)."""
+        paths = {self._path(key): text for key, text in texts.items()}
+        write_set({path.with_name(fit_name(path.stem, path.suffix)): text for path, text in paths.items()})
 
     def read_text(self, key: str) -> str:
         """A stored text (a transcript); InputError if there is none."""
+        path = self._path(key)
         try:
-            return self._path(key).read_text(encoding="utf-8")
+            return path.with_name(fit_name(path.stem, path.suffix)).read_text(encoding="utf-8")
         except FileNotFoundError:
             raise InputError(f"{self.root}{key}: no such file") from None

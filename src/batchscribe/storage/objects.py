@@ -70,6 +70,12 @@ def open_store(uri: str, endpoint_url: Optional[str] = None) -> Store:
 
 
 def put_transcript(store: Store, source_key: str, texts: dict[str, str]) -> None:
-    """Write one source's transcripts (format -> text) under the store, each object whole."""
-    for fmt, text in texts.items():
-        store.put_text(output_key(source_key, fmt), text)
+    """Write one source's transcripts (format -> text) under the store, each object whole; a store
+    that can write a set all or nothing (a folder) does so."""
+    keyed = {output_key(source_key, fmt): text for fmt, text in texts.items()}
+    put_texts = getattr(store, "put_texts", None)
+    if put_texts is not None:
+        put_texts(keyed)
+        return
+    for key, text in keyed.items():
+        store.put_text(key, text)

@@ -6,6 +6,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator, Optional
 
 from batchscribe.errors import InputError
+from batchscribe.names import fit_name
 from batchscribe.storage.keys import checked_key
 from batchscribe.storage.objects import StoredObject
 
@@ -50,7 +51,8 @@ class S3Store:
         return StoredObject(self.root, key, head["ETag"].strip('"'), head["ContentLength"])
 
     def local_copy(self, key: str, folder: Path) -> Path:
-        target = folder / PurePosixPath(key).name
+        name = PurePosixPath(key)
+        target = folder / fit_name(name.stem, name.suffix)  # S3 keys may be 1024 bytes; a file name 255
         folder.mkdir(parents=True, exist_ok=True)
         self.client.download_file(self.bucket, self._key(key), str(target))
         return target

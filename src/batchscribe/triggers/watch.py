@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 
 from batchscribe.errors import InputError
 from batchscribe.jobs.store import JobStore
+from batchscribe.storage.objects import StoredObject
 from batchscribe.triggers.route import Route
 
 log = logging.getLogger("batchscribe.triggers")
@@ -45,25 +46,33 @@ class FolderWatch:
             if is_partial_name(obj.key) or self._taken.get(obj.key) == obj.version:
                 continue
             try:
-                if not self.route.wants(obj.key):
-                    continue
-            except InputError as error:
-                log.warning("skipped: %s", error)
-                continue
-            version, since = self._seen.get(obj.key, (None, now))
-            if version != obj.version:
-                self._seen[obj.key] = (obj.version, now)
-                settling = True
-            elif now - since >= self.settle_seconds:
-                self.route.enqueue(self.jobs, obj)
-                self._taken[obj.key] = obj.version
-                del self._seen[obj.key]
-            else:
-                settling = True
+                settling |= self._look_at(obj, now)
+            except Exception as error:  # one object must never stop the files after it (nor loop)
+                self._taken[obj.key] = obj.version  # reported once per version, not every second
+                if isinstance(error, InputError):
+                    log.warning("skipped: %s", error)
+                else:
+                    log.warning("skipped %s: %s: %s", obj.uri, type(error).__name__, error)
         if settling:
             self.quiet.clear()
         else:
             self.quiet.set()
+
+    def _look_at(self, obj: StoredObject, now: float) -> bool:
+        """Enqueue `obj` once it has settled; True while it is still settling."""
+        if not self.route.wants(obj.key):
+            self._taken[obj.key] = obj.version
+            return False
+        version, since = self._seen.get(obj.key, (None, now))
+        if version != obj.version:
+            self._seen[obj.key] = (obj.version, now)
+            return True
+        if now - since >= self.settle_seconds:
+            self.route.enqueue(self.jobs, obj)
+            self._taken[obj.key] = obj.version
+            del self._seen[obj.key]
+            return False
+        return True
 
     def run(self) -> None:
         while not self.stop.is_set():
