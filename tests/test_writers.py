@@ -21,6 +21,17 @@ def test_segments_split_at_sentence_ends_and_pauses():
     assert [s.id for s in segments] == [0, 1, 2]
 
 
+def test_a_segment_never_spans_two_languages():
+    """Code-switching: words decoded again in another language carry it; the segment ends there
+    (no pause, no sentence end) and each JSON segment says its language."""
+    french = _words((0.0, 0.4, " Bonjour"), (0.4, 0.8, " et"))
+    german = [Word(0.9, 1.3, " und", 0.9, language="de"), Word(1.3, 1.8, " Wasser", 0.9, language="de")]
+    segments = build_segments(french + german, keep_words=False)
+    assert [(s.text, s.language) for s in segments] == [("Bonjour et", None), ("und Wasser", "de")]
+    document = json.loads(to_json(Transcript(segments, "fr", 0.9, 2.0), {}))
+    assert [s["language"] for s in document["segments"]] == ["fr", "de"]
+
+
 def test_formats():
     transcript = Transcript(
         build_segments(_words((1.5, 2.0, " Hi"), (3661.25, 3662.0, " bye")), False), "en", 1.0, 3663.0
@@ -32,7 +43,7 @@ def test_formats():
     assert to_vtt(transcript, {}).startswith("WEBVTT\n\n00:00:01.500 --> 00:00:02.000\nHi\n")
     document = json.loads(to_json(transcript, {"model": "tiny.en"}))
     assert document["text"] == "Hi bye"
-    assert document["segments"][0] == {"id": 0, "start": 1.5, "end": 2.0, "text": "Hi"}
+    assert document["segments"][0] == {"id": 0, "start": 1.5, "end": 2.0, "text": "Hi", "language": "en"}
     assert document["language"] == "en" and document["model"] == "tiny.en"
 
 

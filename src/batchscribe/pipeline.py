@@ -239,6 +239,7 @@ class _Producer(threading.Thread):
             if offset + piece.duration > WINDOW_SECONDS:
                 break
             window.pieces.append(PieceRef(-1, index, piece, offset))
+            piece.language_probed = True  # its language is the one detected: no need to check it again
         return self.load_engine().detect_language(self.mel.features(window.audio()), window.end)
 
     def _group(self, language: str, initial_prompt: Optional[str], file_id: int) -> tuple:
@@ -601,7 +602,9 @@ def _transcribe(
         producer.stop.set()
         producer.join(timeout=5)
         raise
-    decode_options = decode_options_of(options)
+    # code-switching (engine/batch.py): a multilingual model with no --language follows a change of language
+    follow_language = model.multilingual and not options.language
+    decode_options = replace(decode_options_of(options), detect_language=follow_language)
     speaker_jobs: dict[Future, int] = {}  # embeddings in flight -> their file
     failed: set[int] = set()
     running: set[Future] = set()

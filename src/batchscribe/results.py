@@ -20,6 +20,7 @@ class Word:
     probability: float
     tokens: tuple[int, ...] = field(default=(), compare=False, repr=False)  # the model's tokens for it
     speaker: Optional[str] = None  # with --diarize / --speakers: SPEAKER_1, left, a track's title...
+    language: Optional[str] = None  # set where it differs from what the file was detected as (code-switching)
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Segment:
     compression_ratio: Optional[float] = None
     no_speech_prob: Optional[float] = None
     lines: tuple[str, ...] = ()  # the text as subtitle lines (outputs/segments.py); () : one line
+    language: Optional[str] = None  # None: the transcript's language (a segment is in one language)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ class SpeechPiece:
     start: float
     audio: np.ndarray
     regions: tuple[tuple[float, float], ...] = ()
+    language_probed: bool = False  # its file's language was detected on this piece (among others)
 
     @property
     def duration(self) -> float:
@@ -55,7 +56,7 @@ class SpeechPiece:
         if not seconds:
             return self
         regions = tuple((start + seconds, end + seconds) for start, end in self.regions)
-        return SpeechPiece(self.start + seconds, self.audio, regions)
+        return SpeechPiece(self.start + seconds, self.audio, regions, self.language_probed)
 
 
 def _detect(buffer: np.ndarray, options: VadOptions) -> list[tuple[int, int]]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
 from batchscribe.engine.packing import PieceRef, Window, assign_words
-from batchscribe.engine.decoding import DecodedWindow, DecodeOptions, Engine
+from batchscribe.engine.decoding import CONFIDENT_LANGUAGE, DecodedWindow, DecodeOptions, Engine
 from batchscribe.results import Word
 
 MIN_WORDS_PER_SECOND = 1.0
@@ -29,6 +29,7 @@ REPEAT_SIMILARITY = 0.8
 MAX_COMPRESSION_RATIO = 2.4
 DEFAULT_OPTIONS = DecodeOptions()
 MIN_UNHEARD_SECONDS = 0.6  # a VAD region this long (0.3 s padding each side included) that got no word
+MIN_SWITCH_SECONDS = 2.0  # shorter pieces are too short to tell a change of language by
 
 
 @dataclass
@@ -65,7 +66,11 @@ def transcribe_batch(engine: Engine, batch: Batch, options: DecodeOptions) -> Pi
     """Every piece's text. All windows of a batch share a language and an initial prompt."""
     language = batch.windows[0].language
     options = replace(options, initial_prompt=batch.windows[0].initial_prompt or options.initial_prompt)
+    # Pieces its file's language was detected on need no check: one-piece files (most short ones) never do.
+    unprobed = any(not ref.piece.language_probed for window in batch.windows for ref in window.pieces)
+    options = replace(options, detect_language=options.detect_language and unprobed)
     decoded = engine.decode(batch.features, [w.end for w in batch.windows], language, options)
+    options = replace(options, detect_language=False)  # the windows' own check (above) is enough
     result: PieceWords = {}
     alone: list[PieceRef] = []
     for window, output in zip(batch.windows, decoded, strict=True):
@@ -91,8 +96,48 @@ def transcribe_batch(engine: Engine, batch: Batch, options: DecodeOptions) -> Pi
         ref for window in batch.windows for ref in _copies(window, words) if (ref.file_id, ref.index) not in kept
     ]
     result.update(_decode_alone(engine, copies, language, options, batch_size))
-    _decode_unheard(engine, batch.windows, result, language, options, batch_size)
+    switched: dict[str, list[PieceRef]] = {}
+    if any(output.detected for output in decoded):
+        switched = _other_languages(engine, batch, decoded)
+        for other, refs in switched.items():
+            for key, text in _decode_alone(engine, refs, other, options, batch_size).items():
+                result[key] = replace(text, words=[replace(w, language=other) for w in text.words])
+    moved = {(r.file_id, r.index) for refs in switched.values() for r in refs}
+    kept_language = [r for window in batch.windows for r in window.pieces if (r.file_id, r.index) not in moved]
+    _decode_unheard(engine, kept_language, result, language, options, batch_size)
+    for other, refs in switched.items():
+        _decode_unheard(engine, refs, result, other, options, batch_size, word_language=other)
     return result
+
+
+def _other_languages(engine: Engine, batch: Batch, decoded: list[DecodedWindow]) -> dict[str, list[PieceRef]]:
+    """Pieces spoken in another language than the one they were decoded in, by their language.
+
+    A file's language is detected once, on its first seconds of speech, so a recording that
+    goes from French to German would be decoded in French to the end (German comes out as
+    invented French). Every decoded window therefore says which language it sounds like (one
+    decoder step on the encoding already made); only where that is confidently another language
+    is each of its pieces checked alone, and a piece confidently in another language is decoded
+    again in it. Two agreeing signals are needed before a piece changes language; the pieces the
+    file's language was detected on are never checked (so batches of one-piece files skip the
+    step), and a single-language long file pays one decoder step per window and nothing more.
+    """
+    language = batch.windows[0].language
+    found: dict[str, list[PieceRef]] = {}
+    for window, output in zip(batch.windows, decoded, strict=True):
+        if output.detected is None or output.detected[0] == language or output.detected[1] < CONFIDENT_LANGUAGE:
+            continue
+        for ref in window.pieces:
+            if ref.piece.duration < MIN_SWITCH_SECONDS or ref.piece.language_probed:
+                continue
+            if len(window.pieces) == 1:
+                heard, probability = output.detected  # the window is this piece
+            else:
+                alone = Window(language, [PieceRef(ref.file_id, ref.index, ref.piece, 0.0)])
+                heard, probability = engine.detect_language(engine.features(alone.audio()), alone.end)
+            if heard != language and probability >= CONFIDENT_LANGUAGE:
+                found.setdefault(heard, []).append(ref)
+    return found
 
 
 def _unheard(piece: SpeechPiece, words: list[Word]) -> list[SpeechPiece]:
@@ -107,22 +152,28 @@ def _unheard(piece: SpeechPiece, words: list[Word]) -> list[SpeechPiece]:
 
 
 def _decode_unheard(
-    engine: Engine, windows: list[Window], result: PieceWords, language: str, options: DecodeOptions, batch_size: int
+    engine: Engine,
+    pieces: list[PieceRef],
+    result: PieceWords,
+    language: str,
+    options: DecodeOptions,
+    batch_size: int,
+    word_language: str | None = None,
 ) -> None:
     """Decode again, alone, each utterance of a piece that got no word while the rest of it did.
 
     Whisper sometimes skips one short utterance among many ("no, go, no" came out "no, no") or
     stops before the last ones; the words of the rest are then all laid elsewhere (engine/regions.py),
     and this speech would be lost without a sign. A piece with no word at all is left to the
-    no-speech test (silence, noise)."""
+    no-speech test (silence, noise). `word_language` tags the new words (a piece that changed
+    language, see _other_languages)."""
     owners, refs = [], []
-    for window in windows:
-        for ref in window.pieces:
-            text = result.get((ref.file_id, ref.index))
-            if text is not None and text.words:
-                for piece in _unheard(ref.piece, text.words):
-                    owners.append((ref.file_id, ref.index))
-                    refs.append(PieceRef(-1 - len(refs), 0, piece))
+    for ref in pieces:
+        text = result.get((ref.file_id, ref.index))
+        if text is not None and text.words:
+            for piece in _unheard(ref.piece, text.words):
+                owners.append((ref.file_id, ref.index))
+                refs.append(PieceRef(-1 - len(refs), 0, piece))
     if not refs:
         return
     heard = _decode_alone(engine, refs, language, options, batch_size)
@@ -130,7 +181,8 @@ def _decode_unheard(
         extra = heard.get((ref.file_id, 0))
         if extra is not None and extra.words:
             text = result[owner]
-            result[owner] = replace(text, words=sorted(text.words + extra.words, key=lambda w: w.start))
+            added = [replace(w, language=word_language) for w in extra.words] if word_language else extra.words
+            result[owner] = replace(text, words=sorted(text.words + added, key=lambda w: w.start))
 
 
 def _decode_alone(

@@ -40,6 +40,7 @@ class DecodeOptions:
     initial_prompt: str | None = None  # text given before each window (openai-whisper's initial_prompt)
     hotwords: str | None = None  # faster-whisper's hotwords: before the prompt, after <|startofprev|>
     suppress_tokens: tuple[int, ...] = (-1,)  # -1: the model's own non-speech symbols
+    detect_language: bool = False  # also say which language each window sounds like (DecodedWindow.detected)
 
     def prompt(self, tokenizer: Tokenizer) -> list[int]:
         """The decoder prompt, as faster-whisper builds it: [<|startofprev|> hotwords prompt] then
@@ -61,6 +62,7 @@ class DecodedWindow:
     no_speech_prob: float
     tokens: list[int] = field(default_factory=list)  # the text's tokens
     temperature: float = 0.0
+    detected: tuple[str, float] | None = None  # the window's most likely language and its probability
 
     @property
     def compression_ratio(self) -> float:

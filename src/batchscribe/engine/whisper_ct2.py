@@ -89,9 +89,12 @@ class WhisperCT2(TextAndFeatures):
         )
         texts = [[t for t in r.sequences_ids[0] if t < tokenizer.eot] for r in results]
         words = self._align(tokenizer, encoded, texts, content_seconds)
+        detected: list = [None] * len(results)
+        if options.detect_language and self.is_multilingual:  # one decoder step on the encoding at hand
+            detected = [(best[0][0][2:-2], best[0][1]) for best in self.model.detect_language(encoded)]
         return [
-            DecodedWindow(w, tokenizer.decode(t), r.scores[0], r.no_speech_prob, t, options.temperature)
-            for w, t, r in zip(words, texts, results, strict=True)
+            DecodedWindow(w, tokenizer.decode(t), r.scores[0], r.no_speech_prob, t, options.temperature, d)
+            for w, t, r, d in zip(words, texts, results, detected, strict=True)
         ]
 
     def _align(

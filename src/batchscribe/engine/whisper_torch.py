@@ -218,6 +218,7 @@ class WhisperTorch(TextAndFeatures):
             hidden, queries = self._decoder(torch.tensor([prompt] * len(features), device=self.device), encoded, cache)
             logits = self.model.proj_out(hidden[:, [sot, -1]]).float()
             no_speech = logits[:, 0].softmax(-1)[:, tokenizer.no_speech].tolist()
+            detected = self._languages_after_sot(logits[:, 0]) if options.detect_language else [None] * len(features)
             keys = self._alignment_keys(cache)
             best = search(self._step, logits[:, 1], queries[:, -1:], cache, encoded, settings)
             words = [
@@ -225,9 +226,19 @@ class WhisperTorch(TextAndFeatures):
                 for i, h in enumerate(best)
             ]
         return [
-            DecodedWindow(w, tokenizer.decode(h.tokens), h.score, p, list(h.tokens), options.temperature)
-            for w, h, p in zip(words, best, no_speech, strict=True)
+            DecodedWindow(w, tokenizer.decode(h.tokens), h.score, p, list(h.tokens), options.temperature, d)
+            for w, h, p, d in zip(words, best, no_speech, detected, strict=True)
         ]
+
+    def _languages_after_sot(self, logits: torch.Tensor) -> list:
+        """Each window's most likely language and its probability, from the logits after the
+        start-of-transcript token (the prompt already computes them: no extra model call)."""
+        if not self._languages:
+            return [None] * logits.shape[0]
+        names = list(self._languages)
+        probabilities = logits[:, list(self._languages.values())].softmax(-1)
+        best = probabilities.argmax(-1).tolist()
+        return [(names[b][2:-2], float(probabilities[i, b])) for i, b in enumerate(best)]
 
     def _alignment_keys(self, cache: EncoderDecoderCache) -> torch.Tensor:
         """The alignment heads' encoder keys: (windows, heads, encoder positions, head size)."""

@@ -1,9 +1,10 @@
 """Group words into segments that are also subtitle cues a player can show.
 
 A segment ends at a sentence end (not after a common abbreviation such as "Mr." or "e.g."),
-at a pause, or where it would break the usual subtitle rules: at most `max_line_count` lines of
-at most `max_line_width` characters (characters, not bytes), at most `max_words_per_line` words
-a line when set, and at most `max_seconds`. The three line options have openai-whisper's names
+at a pause, where the language changes (a segment is in one language), or where it would break
+the usual subtitle rules: at most `max_line_count` lines of at most `max_line_width` characters
+(characters, not bytes), at most `max_words_per_line` words a line when set, and at most
+`max_seconds`. The three line options have openai-whisper's names
 and meaning (its --max_line_width, --max_line_count, --max_words_per_line); here they apply by
 default, with or without --word-timestamps. A cue forced to end early ends after the last
 comma, semicolon or sentence end in its second half, if it has one, rather than mid-phrase.
@@ -97,7 +98,12 @@ def build_segments(words: Iterable[Word], keep_words: bool, rules: CueRules = Cu
         if text:
             lines = tuple(layout(taken, rules))
             words_kept = tuple(taken) if keep_words else ()
-            segments.append(Segment(len(segments), taken[0].start, taken[-1].end, text, words_kept, lines=lines))
+            segments.append(
+                Segment(
+                    len(segments), taken[0].start, taken[-1].end, text, words_kept, lines=lines,
+                    language=taken[0].language,
+                )
+            )
 
     for word in words:
         if current:
@@ -105,7 +111,8 @@ def build_segments(words: Iterable[Word], keep_words: bool, rules: CueRules = Cu
             sentence_done = ends_sentence(current[-1].word) and (
                 current[-1].end - current[0].start >= MIN_SENTENCE_SECONDS
             )
-            if pause >= PAUSE_SECONDS or sentence_done:
+            switched = word.language != current[-1].language  # a segment is in one language
+            if pause >= PAUSE_SECONDS or sentence_done or switched:
                 close(len(current))
             elif not _fits(current + [word], rules):
                 close(_break_at(current))

@@ -105,7 +105,8 @@ def to_json(transcript: Transcript, metadata: dict) -> str:
     """openai-whisper's shape (text, segments, language) plus what a batch user needs."""
     segments = []
     for s in transcript.segments:
-        entry = {"id": s.id, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text}
+        entry = {"id": s.id, "start": round(s.start, 3), "end": round(s.end, 3), "text": s.text,
+                 "language": s.language or transcript.language}  # fmt: skip
         if s.speaker:
             entry["speaker"] = s.speaker
         if s.avg_logprob is not None:  # openai-whisper's fields, of the window the segment was decoded in
