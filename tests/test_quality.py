@@ -72,10 +72,11 @@ def test_every_format_is_written_with_the_openai_json_shape(librispeech_run):
     assert document["language"] == "en" and document["model"] == "tiny.en"
     assert document["options"]["beam_size"] == 5
     first = document["segments"][0]
-    assert set(first) == {  # openai-whisper's segment fields (words only with --word-timestamps)
+    assert set(first) == {  # openai-whisper's segment fields (words only with --word-timestamps), and its language
         "id", "seek", "start", "end", "text", "tokens", "temperature", "avg_logprob", "compression_ratio",
-        "no_speech_prob",
+        "no_speech_prob", "language",
     }  # fmt: skip
+    assert first["language"] == "en"
     assert stem.with_suffix(".txt").read_text().strip()
     assert stem.with_suffix(".srt").read_text().startswith("1\n00:00:")
     assert stem.with_suffix(".vtt").read_text().startswith("WEBVTT\n\n00:00:")
