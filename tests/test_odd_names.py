@@ -191,3 +191,32 @@ def test_handed_case_13_meets_its_expected_result(clip, tmp_path):
     hypotheses = [(out / f"{stem}.txt").read_text() for stem in expected]
     assert all(h.strip() for h in hypotheses), hypotheses  # every name transcribed, under its own name
     assert wer(list(expected.values()), hypotheses) <= 0.5, hypotheses  # tiny.en: 0.34 measured
+
+
+def test_batch_job_takes_odd_s3_keys(odd_folder, tmp_path, monkeypatch):
+    """`batchscribe job` (the AWS Batch entrypoint) on S3 keys with odd names, against a real S3 server:
+    each transcript set lands under the key's own name, and none stops on its name."""
+    import boto3
+    from services import CREDENTIALS, seaweedfs
+
+    source = next(p for p in odd_folder.iterdir() if p.name.startswith("-dash"))
+    keys = ["talks/-dash first.wav", "talks/[take 1] *best? {a,b}.wav", 'talks/it\'s "quoted" & $HOME `x`.wav',
+            "talks/会議 録音 🎧.wav"]  # fmt: skip
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    with seaweedfs(tmp_path / "s3") as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="media")
+        for key in keys:
+            s3.upload_file(str(source), "media", f"audio-input/{key}")
+        for key in keys:
+            result = run_cli("job", "--bucket", "media", "--key", f"audio-input/{key}", "--input",
+                             "s3://media/audio-input/", "-o", "s3://media/out/",
+                             "--endpoint-url", endpoint)  # fmt: skip
+            assert result.returncode == 0, result.stdout + result.stderr
+        stored = {o["Key"] for o in s3.list_objects_v2(Bucket="media", Prefix="out/")["Contents"]}
+        assert stored == {f"out/{key}.{fmt}" for key in keys for fmt in FORMATS}
+        for key in keys:
+            document = json.loads(s3.get_object(Bucket="media", Key=f"out/{key}.json")["Body"].read())
+            assert normalize(document["text"]) == normalize(CLIP_TEXT)
+            assert document["source"] == f"s3://media/audio-input/{key}"
