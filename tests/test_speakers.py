@@ -74,14 +74,14 @@ def test_two_and_three_speaker_files_der_within_20_percent(diarized, relpath, sp
 
 
 def test_two_speaker_mfa_errors_are_missed_speech(diarized):
-    """Both voices found and barely confused (4% of the speech); but the speech detector finds
-    little of the second, hoarse recording, so the transcript misses it and DER is 52%, 46 points
-    of them missed speech (40% before the audio front end's -3 dB quieter mono mix; see README)."""
+    """Both voices found and not confused (0% confusion); but the speech detector finds little of
+    the second, hoarse recording, so the transcript misses it and DER is 40%, 37 points of them
+    missed speech (see README)."""
     rttm = _rttm(diarized, TWO_SPEAKERS)
     detail = _der(TWO_SPEAKERS, rttm, detailed=True)
     assert speakers_in(rttm) == 2
     assert detail["confusion"] <= 0.08 * detail["total"]
-    assert detail["diarization error rate"] <= 0.6
+    assert detail["diarization error rate"] <= 0.5
 
 
 def test_every_output_carries_speakers_and_no_segment_spans_a_change(diarized):
