@@ -18,7 +18,7 @@ def test_folder_layout_is_mirrored_and_non_media_ignored(tmp_path):
     assert missing == []
     assert [f.relative for f in files] == [Path("a/b/c.mp3")]
     stem = plan_stems(files)[files[0]]
-    assert output_path(tmp_path / "out", stem, "srt") == tmp_path / "out/a/b/c.srt"
+    assert output_path(tmp_path / "out", stem, "srt") == tmp_path / "out/a/b/c.mp3.srt"
 
 
 def test_direct_file_lands_at_top_and_glob_mirrors_below_its_base(tmp_path):

@@ -66,12 +66,12 @@ def by_name(summary) -> dict[str, FileResult]:
 
 def assert_written(out: Path, name: str, phrases: list[int]) -> None:
     """All of a file's transcripts, whole, saying its phrases in order."""
-    assert " ".join((out / f"{name}.txt").read_text().split()) == expected_text(phrases)
-    document = json.loads((out / f"{name}.json").read_text())
+    assert " ".join((out / f"{name}.wav.txt").read_text().split()) == expected_text(phrases)
+    document = json.loads((out / f"{name}.wav.json").read_text())
     assert document["text"].strip() == expected_text(phrases)
     starts = [segment["start"] for segment in document["segments"]]
     assert starts == sorted(starts)
-    assert (out / f".{name}.batchscribe").exists()
+    assert (out / f".{name}.wav.batchscribe").exists()
 
 
 def windows_holding(engine: FakeEngine, phrases: list[int]) -> list[int]:
@@ -158,7 +158,7 @@ def test_the_model_failing_on_a_batch_ends_the_run_keeping_finished_transcripts_
     assert finished.names == ["a"]  # the only file wholly in the first batch
     assert_written(out, "a", TWO_WINDOWS["a"])
     assert not [p for p in out.rglob("*") if p.name.endswith(".partial")]
-    assert sorted(p.name for p in out.iterdir()) == [".a.batchscribe", "a.json", "a.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [".a.wav.batchscribe", "a.wav.json", "a.wav.txt"]
 
     engine = FakeEngine()
     summary = transcriber(engine).run([str(inputs)], out)
@@ -187,7 +187,7 @@ def test_an_interrupt_keeps_finished_transcripts_whole_takes_no_more_batches_and
     assert len(engine.calls) == decoded_when_stopped[0]  # the second batch was never decoded
     assert windows_holding(engine, [8]) == []
     assert_written(out, "a", TWO_WINDOWS["a"])
-    assert sorted(p.name for p in out.iterdir()) == [".a.batchscribe", "a.json", "a.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [".a.wav.batchscribe", "a.wav.json", "a.wav.txt"]
 
     again = FakeEngine()
     summary = transcriber(again).run([str(inputs)], out)

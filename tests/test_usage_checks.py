@@ -13,6 +13,8 @@ import pytest
 from conftest import DATA, run_cli
 
 from batchscribe import pipeline
+from batchscribe.sinks import folder as folder_sink
+from batchscribe.sinks.base import Failure
 from batchscribe.errors import OutputError
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.writers import write_set
@@ -64,7 +66,7 @@ def test_mistyped_paths_and_empty_folders_create_nothing(tmp_path, clips):
     one_empty = run_cli("transcribe", str(empty), str(clips / "clip0.flac"), "-o", str(out))
     assert one_empty.returncode == 0, one_empty.stderr
     assert "no media files in this folder" in one_empty.stderr  # warned, the rest transcribed
-    assert _complete_sets(out) == {"clip0"}
+    assert _complete_sets(out) == {"clip0.flac"}
     assert "Traceback" not in mistyped.stderr + nothing.stderr + one_empty.stderr
 
 
@@ -101,7 +103,7 @@ def test_a_full_disk_stops_the_run_and_keeps_only_whole_sets(tmp_path, clips, mo
             raise OSError(errno.ENOSPC, "No space left on device")
         write_set(files)
 
-    monkeypatch.setattr(pipeline, "write_set", fills_up)
+    monkeypatch.setattr(folder_sink, "write_set", fills_up)
     out = tmp_path / "out"
     with pytest.raises(OutputError) as stopped:
         pipeline.run([str(clips / f"clip{n}.flac") for n in range(4)], out, TranscribeOptions())
@@ -116,10 +118,8 @@ def test_failures_jsonl_that_cannot_be_written_is_a_warning_not_a_traceback(tmp_
     def full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pipeline, "write_atomic", full)
-    this_run = pipeline._Run(TranscribeOptions(), tmp_path, None)
-    this_run.fail("/in/a.wav", "/in/a.wav: not audio")
-    this_run.write_failures()  # must not raise
+    monkeypatch.setattr(folder_sink, "write_atomic", full)
+    folder_sink.FolderSink(tmp_path).record_failures([Failure("/in/a.wav", "/in/a.wav: not audio")])  # must not raise
     assert "failures.jsonl could not be written" in caplog.text and "/in/a.wav: not audio" in caplog.text
 
 

@@ -1,0 +1,65 @@
+"""An object store (a folder or an S3 prefix, storage/) as a result sink: what the worker and
+`batchscribe job` write.
+
+Transcripts go to `NAME.FORMAT` below the store's root, each object whole (a folder writes the
+set all or nothing; S3 has no multi-object write, so the stamp, written last, is what makes a
+set count as done). The stamp `.NAME.batchscribe` records the source object's identity (ETag and
+VersionId) and the settings: a duplicate event or a retried Batch job finds it and skips the
+object. A failure is recorded in the same stamp object, next to the file (never in a shared
+`failures.jsonl`, which concurrent jobs writing to one prefix would overwrite); a later success
+replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from batchscribe.errors import InputError
+from batchscribe.names import shown
+from batchscribe.sinks.base import Failure, SettingsKeys, done_record, failed_record, recorded_done, stamp_name
+from batchscribe.storage.keys import output_key
+from batchscribe.storage.objects import Store
+
+log = logging.getLogger("batchscribe")
+
+
+class ObjectSink:
+    def __init__(self, store: Store):
+        self.store = store
+        self.where = store.root
+
+    def stamp(self, name: str) -> str:
+        """The text of `name`'s stamp (what was transcribed, or why it failed); "" when there is none."""
+        try:
+            return self.store.read_text(stamp_name(name))
+        except InputError:
+            return ""
+
+    def is_done(self, name: str, identity: str, keys: SettingsKeys, formats: tuple[str, ...]) -> bool:
+        text = self.stamp(name)
+        if not recorded_done(text, identity, keys):
+            return False
+        return set(formats) <= set(json.loads(text).get("formats", ()))
+
+    def write(self, name: str, texts: dict[str, str], source: str, identity: str, key: str) -> dict[str, str]:
+        keyed = {output_key(name, fmt): text for fmt, text in texts.items()}
+        put_texts = getattr(self.store, "put_texts", None)
+        if put_texts is not None:  # a folder: the set all or nothing
+            put_texts(keyed)
+        else:
+            for object_key, text in keyed.items():
+                self.store.put_text(object_key, text)
+        self.store.put_text(stamp_name(name), done_record(source, identity, key, tuple(texts)))
+        return {fmt: self.store.root + output_key(name, fmt) for fmt in texts}
+
+    def record_failures(self, failures: list[Failure]) -> None:
+        for failure in failures:
+            if failure.name is None:
+                continue
+            try:
+                self.store.put_text(stamp_name(failure.name), failed_record(failure.source, failure.identity,
+                                                                            shown(failure.error)))  # fmt: skip
+            except Exception as error:
+                log.warning("%s: the failure could not be recorded beside it (%s): %s", failure.source, error,
+                            shown(failure.error))  # fmt: skip
