@@ -142,18 +142,18 @@ def test_more_speakers_asked_than_windows_is_capped():
 
 def test_speaker_step_failure_fails_that_file_alone(monkeypatch, tmp_path):
     """The encoder failing on one file's speech fails that file with the reason; the rest go on."""
-    import batchscribe.pipeline as pipeline
-    import batchscribe.pipeline.transcriber
+    import batchscribe.pipeline.transcriber as pipeline_transcriber
+    from batchscribe import pipeline
     from batchscribe.options import TranscribeOptions
 
-    real = pipeline.embed_piece
+    real = pipeline_transcriber.embed_piece
 
     def failing(encoder, piece):
         if piece.start > 5.0:  # only the three-speaker file has speech this late
             raise RuntimeError("simulated encoder fault")
         return real(encoder, piece)
 
-    monkeypatch.setattr(pipeline.transcriber, "embed_piece", failing)
+    monkeypatch.setattr(pipeline_transcriber, "embed_piece", failing)
     summary = pipeline.run([str(DATA / THREE_SPEAKERS), str(ONE_SPEAKER)], tmp_path,
                            TranscribeOptions(speakers="diarize", formats=("json",)))
     status = {Path(r.source).name: r for r in summary.results}

@@ -72,6 +72,9 @@ def test_each_file_is_acknowledged_once_stored_and_a_bad_one_fails_with_its_reas
     (bad,) = store.jobs("dead")
     assert bad.attempts == 1 and bad.last_error.startswith(bad.source_uri + ": not a recognised audio")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        ".a.wav.batchscribe",  # the resume stamps (sinks/objects.py), and the bad file's failure beside it
+        ".b.wav.batchscribe",
+        ".bad.wav.batchscribe",
         "a.wav.json",
         "a.wav.txt",
         "b.wav.json",

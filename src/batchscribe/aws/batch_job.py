@@ -18,11 +18,12 @@ from typing import Optional
 
 from batchscribe.errors import InputError, OptionsError
 from batchscribe.options import TranscribeOptions
-from batchscribe.outputs.writers import render
-from batchscribe.pipeline import Transcriber
+from batchscribe.pipeline import SourceFile, Transcriber
 from batchscribe.results import FailureKind
+from batchscribe.sinks.base import identity_of_version, object_identity
+from batchscribe.sinks.objects import ObjectSink
 from batchscribe.storage.keys import checked_key
-from batchscribe.storage.objects import open_store, put_transcript, split_uri
+from batchscribe.storage.objects import open_store, split_uri
 
 EXIT_OK, EXIT_RETRY, EXIT_BAD_INPUT = 0, 1, 3
 ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
@@ -59,43 +60,57 @@ def run_job(
     output_root: str,
     options: TranscribeOptions,
     endpoint_url: Optional[str] = None,
+    transcriber: Optional[Transcriber] = None,
 ) -> int:
-    """Transcribe `objects` (all of them packed together, one model load) into `output_root`."""
+    """Transcribe `objects` (all of them packed together, one model load) into `output_root`;
+    `transcriber`: one made for `options` unless given (a test hands in one with a fake engine).
+
+    An object whose transcripts are already stored for its version (ETag, VersionId) and these
+    settings is skipped before it is downloaded (the sink's stamp, sinks/objects.py): a duplicate
+    event or a retry after the upload costs a HEAD and a GET, not a transcription."""
     source = open_store(input_root, endpoint_url)
-    destination = open_store(output_root, endpoint_url)
+    sink = ObjectSink(open_store(output_root, endpoint_url))
     _, bucket, prefix = split_uri(source.root)
-    bad, transient = 0, 0
+    transcriber = transcriber or Transcriber(options)
+    keys = transcriber.settings_keys()
+    bad, transient, skipped, done = 0, 0, 0, 0
     with tempfile.TemporaryDirectory(prefix="batchscribe-job-") as scratch:
-        local: dict[str, str] = {}  # local path -> key relative to the input root
+        sources: list[SourceFile] = []
         for n, name in enumerate(objects):
+            uri = f"s3://{name.bucket}/{name.key}"
             try:
                 if name.bucket != bucket or not name.key.startswith(prefix):
-                    raise InputError(f"s3://{name.bucket}/{name.key} is not under the input {source.root}")
+                    raise InputError(f"{uri} is not under the input {source.root}")
                 relative = checked_key(name.key[len(prefix) :])
-                local[str(source.local_copy(relative, Path(scratch) / str(n)))] = relative
+                stored = source.stat(relative)
+                identity = object_identity(stored.version, stored.version_id) if stored.version_id else (
+                    identity_of_version(stored.version))  # fmt: skip
+                if not options.overwrite and sink.is_done(relative, identity, keys, options.formats):
+                    skipped += 1
+                    log.info("%s: already transcribed (version %s, same settings); skipped", uri, identity)
+                    continue
+                path = source.local_copy(relative, Path(scratch) / str(n))
+                shown = source.root + relative
+                sources.append(SourceFile(path, relative, shown, identity, label=shown))
             except Exception as error:
                 missing = _is_missing(error)
                 bad, transient = bad + missing, transient + (not missing)
-                log.error("%s: %s", f"s3://{name.bucket}/{name.key}", error)
-        if local:
-            transcriber = Transcriber(options)
-            summary = transcriber.run(list(local), None)
+                log.error("%s: %s", uri, error)
+        if sources:
+            summary = transcriber.run(sources, sink)
             for result in summary.results:
-                relative = local[result.source]
-                if result.transcript is None:  # bad input recurs (3); a read or model failure may not (1)
-                    if result.failure is FailureKind.TRANSIENT:
-                        transient += 1
-                    else:
+                if result.status == "skipped":
+                    skipped += 1
+                elif result.transcript is None:  # bad input recurs (3); a read, model or store failure may not (1)
+                    if result.failure is FailureKind.BAD_INPUT:
                         bad += 1
-                    log.error("%s", (result.error or "failed").replace(result.source, source.root + relative))
-                    continue
-                texts = render(result.transcript, summary.model, source.root + relative, options)
-                for note in result.transcript.audio.notes():  # audio tracks left out, a corrected downmix
-                    log.warning("%s: %s", source.root + relative, note)
-                try:
-                    put_transcript(destination, relative, texts)
-                    log.info("done: %s", source.root + relative)
-                except Exception as error:
-                    transient += 1
-                    log.error("%s: cannot store its transcript: %s", source.root + relative, error)
+                    else:
+                        transient += 1
+                    log.error("%s", result.error or f"{result.source}: failed")
+                else:
+                    done += 1
+                    for note in result.transcript.audio.notes():  # audio tracks left out, a corrected downmix
+                        log.warning("%s: %s", result.source, note)
+                    log.info("done: %s", result.source)
+    log.info("%d transcribed, %d skipped (already transcribed), %d failed", done, skipped, bad + transient)
     return EXIT_RETRY if transient else EXIT_BAD_INPUT if bad else EXIT_OK

@@ -24,9 +24,10 @@ from batchscribe.errors import OutputError
 from batchscribe.jobs.metrics import worker_metrics
 from batchscribe.jobs.store import Job, JobStore
 from batchscribe.options import TranscribeOptions
-from batchscribe.outputs.writers import render
 from batchscribe.results import FailureKind, FileResult
-from batchscribe.storage.objects import Store, open_store, put_transcript
+from batchscribe.sinks.base import identity_of_version
+from batchscribe.sinks.objects import ObjectSink
+from batchscribe.storage.objects import Store, open_store
 
 if TYPE_CHECKING:
     from batchscribe.pipeline import Transcriber
@@ -43,8 +44,22 @@ class WorkerOptions:
     endpoint_url: Optional[str] = None
 
 
-class _Stopping(Exception):
-    """Raised inside a batch after a second stop request: give the rest back."""
+class _Stopping(BaseException):
+    """Raised inside a batch after a second stop request: give the rest back. (A BaseException: the
+    pipeline, which catches a sink's errors to fail that file alone, lets it through.)"""
+
+
+class _JobSink(ObjectSink):
+    """A job's destination: stores nothing more once a second stop was asked for."""
+
+    def __init__(self, store: Store, worker: "Worker"):
+        super().__init__(store)
+        self.worker = worker
+
+    def write(self, *args, **kwargs):
+        if self.worker.stop_requests > 1:
+            raise _Stopping()
+        return super().write(*args, **kwargs)
 
 
 class _Held:
@@ -88,7 +103,8 @@ class Worker:
         self.transcriber = transcriber
         self.stop_requests = 0
         self.halted: Optional[str] = None  # why the worker stopped on its own (a full disk)
-        self._stores: dict[str, Store] = {}
+        self._stores: dict[str, Store] = {}  # object stores by root URI (sources and destinations)
+        self._sinks: dict[str, ObjectSink] = {}
         self._held = _Held()
         self._owed: list[tuple[str, Callable[[], object]]] = []  # store updates made while it was unreachable
 
@@ -138,16 +154,26 @@ class Worker:
             self._stores[root] = open_store(root, self.settings.endpoint_url)
         return self._stores[root]
 
+    def _sink(self, root: str) -> ObjectSink:
+        if root not in self._sinks:
+            self._sinks[root] = _JobSink(self._store(root), self)
+        return self._sinks[root]
+
     def run_batch(self, jobs: list[Job]) -> None:
         pending = {job.id: job for job in jobs}  # the main thread's own: jobs not yet finished either way
         self._held.add(list(pending))
         self._claimed = time.monotonic()
         try:
             with tempfile.TemporaryDirectory(prefix="batchscribe-") as scratch:
+                self._skip_done(pending)
                 by_path = self._fetch(pending, Path(scratch))
-                listener = _BatchListener(self, by_path, pending)
-                if by_path:
-                    self.transcriber.run([str(p) for p in by_path], None, listener)
+                listener = _BatchListener(self, list(by_path.values()), pending)
+                sources = [self._source(path, job) for path, job in by_path.items()]
+                if sources:
+                    summary = self.transcriber.run(sources, None, listener)
+                    for result in summary.results:  # found done by the pipeline (between our look and its)
+                        if result.status == "skipped":
+                            listener.file_finished(result)
             for job in list(pending.values()):  # the pipeline reports every file; this is a safety net
                 self._fail(pending, job, "the transcription run ended without a result for this file")
         except _Stopping:
@@ -155,6 +181,16 @@ class Worker:
                 self._held.discard(job_id)
             self._record("release", lambda ids=list(pending): self.store.release(self.owner, ids), owe=False)
         except Exception as error:  # model or machine trouble: every unfinished job fails this attempt
+            if isinstance(error, OutputError) and disk_full(error):  # the destination's disk
+                self.halted = (
+                    f"{error}. This worker stopped taking jobs; the unfinished jobs are queued again: free space "
+                    "and start it again to resume"
+                )
+                log.error("%s", self.halted)
+                for job_id in list(pending):
+                    self._held.discard(job_id)
+                self._record("release", lambda ids=list(pending): self.store.release(self.owner, ids), owe=False)
+                return
             if disk_full(error):  # the job store's disk: nothing can be recorded; the leases will expire
                 self.halted = f"the disk is full ({error}); this worker stopped: free space and start it again"
                 return
@@ -163,6 +199,30 @@ class Worker:
                 self._fail(pending, job, f"batch failed: {error!r}")
         finally:
             worker_metrics().batch_done(time.monotonic() - self._claimed, self.transcriber.model_load_seconds)
+
+    def _source(self, path: Path, job: Job):
+        from batchscribe.pipeline import SourceFile  # with the engine: see __init__
+
+        identity = identity_of_version(job.version)
+        sink = self._sink(job.dest_root)
+        return SourceFile(path, job.key, job.source_uri, identity, label=job.source_uri, sink=sink)
+
+    def _skip_done(self, pending: dict[int, Job]) -> None:
+        """Acknowledge, without fetching them, jobs whose transcripts are already stored for this very
+        object version and these settings (the sink's stamp: a lease that expired after the store)."""
+        if self.options.overwrite:
+            return
+        keys = self.transcriber.settings_keys()
+        for job in list(pending.values()):
+            try:
+                done = self._sink(job.dest_root).is_done(
+                    job.key, identity_of_version(job.version), keys, self.options.formats
+                )
+            except Exception as error:  # the pipeline asks again; storing will say what is wrong
+                log.warning("%s: cannot tell whether it is already transcribed: %s", job.source_uri, error)
+                continue
+            if done:
+                self.finish(pending, job, FileResult(job.source_uri, "skipped"))
 
     def _fetch(self, pending: dict[int, Job], scratch: Path) -> dict[Path, Job]:
         by_path = {}
@@ -189,29 +249,18 @@ class Worker:
     def finish(self, pending: dict[int, Job], job: Job, result: FileResult) -> None:
         if self.stop_requests > 1:
             raise _Stopping()
-        if result.status != "ok" or result.transcript is None:
-            error = (result.error or "failed").replace(result.source, job.source_uri)
-            self._fail(pending, job, error, permanent=result.failure is FailureKind.BAD_INPUT)
+        if result.status == "failed" or (result.status == "ok" and result.transcript is None):
+            # the pipeline names the file by its URI (SourceFile.shown): the message is the user's already
+            self._fail(pending, job, result.error or "failed", permanent=result.failure is FailureKind.BAD_INPUT)
             return
-        for warning in result.transcript.warnings:
-            log.warning("%s: %s", job.source_uri, warning)
-        texts = render(result.transcript, self.transcriber.model.name, job.source_uri, self.options)
-        try:
-            put_transcript(self._store(job.dest_root), job.key, texts)
-        except Exception as error:
-            if disk_full(error):  # the environment, not the file: give every unfinished job back and stop
-                self.halted = (
-                    f"{job.dest_root}: the disk is full ({error.strerror}); this worker stopped taking jobs. "
-                    "Every stored transcript set is complete; the unfinished jobs are queued again: free space "
-                    "and start it again to resume"
-                )
-                log.error("%s", self.halted)
-                raise _Stopping() from None
-            self._fail(pending, job, f"{job.source_uri}: cannot store its transcript: {error}")
-            return
+        if result.transcript is not None:  # stored by the job's sink (sinks/objects.py)
+            for warning in result.transcript.warnings:
+                log.warning("%s: %s", job.source_uri, warning)
+        else:
+            log.info("%s: already transcribed (its stamp matches this version and settings); skipped", job.source_uri)
         pending.pop(job.id, None)
         took = time.monotonic() - self._claimed
-        for note in result.transcript.audio.notes():  # audio tracks left out, a corrected downmix
+        for note in result.transcript.audio.notes() if result.transcript else ():  # tracks left out, a downmix
             log.warning("%s: %s", job.source_uri, note)
 
         def acknowledge(job: Job = job, seconds: float = result.audio_seconds) -> None:
@@ -266,9 +315,9 @@ class Worker:
 class _BatchListener:
     """Routes the pipeline's per-file results to their jobs as they complete."""
 
-    def __init__(self, worker: Worker, by_path: dict[Path, Job], pending: dict[int, Job]):
+    def __init__(self, worker: Worker, jobs: list[Job], pending: dict[int, Job]):
         self.worker = worker
-        self.by_source = {str(path): job for path, job in by_path.items()}
+        self.by_source = {job.source_uri: job for job in jobs}
         self.pending = pending
 
     def started(self, files: int, skipped: int) -> None:

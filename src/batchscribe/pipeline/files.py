@@ -48,6 +48,7 @@ class SourceFile:
     shown: str
     identity: Optional[str] = None
     label: Optional[str] = None  # the JSON's `source` (default: `shown` as text, batchscribe.names.text_key)
+    sink: Optional[ResultSink] = field(default=None, compare=False)  # this source's own (a worker's job's route)
 
     def message(self, error: str) -> str:
         """An error about the local copy, as the user knows the file (the audio thread only knows the path)."""
@@ -102,7 +103,7 @@ class RunFiles:
         self.sink = sink
         self.listener = listener
         self.results: list[FileResult] = []
-        self.failures: list[Failure] = []
+        self.failures: list[tuple[Optional[ResultSink], Failure]] = []
         self.settings = options.output_settings()
         self.runtime = runtime or {}
         self.keys = SettingsKeys.of(self.settings, self.runtime)
@@ -115,8 +116,11 @@ class RunFiles:
     def fail(self, source: str, error: str, failure: FailureKind = FailureKind.TRANSIENT,
              file: Optional[FileInFlight] = None) -> None:  # fmt: skip
         name, identity = (file.source.name, file.identity) if file else (None, "")
-        self.failures.append(Failure(source, error, name, identity))
+        self.failures.append((self.sink_of(file.source) if file else self.sink, Failure(source, error, name, identity)))
         self.finish(FileResult(source=source, status="failed", error=error, failure=failure))
+
+    def sink_of(self, source: SourceFile) -> Optional[ResultSink]:
+        return source.sink or self.sink
 
     def keys_for(self, prompt: Optional[str]) -> SettingsKeys:
         if prompt == self.options.initial_prompt:
@@ -133,8 +137,9 @@ class RunFiles:
         for source in sources:
             prompt = by_path.get(os.path.abspath(source.path), self.options.initial_prompt)
             keys = self.keys_for(prompt)
+            sink = self.sink_of(source)
             try:
-                if self.sink is None:  # nothing to resume against: only make sure it can be read
+                if sink is None:  # nothing to resume against: only make sure it can be read
                     open(source.path, "rb").close()
                     identity = ""
                 else:
@@ -145,9 +150,9 @@ class RunFiles:
                 continue
             try:
                 done = (
-                    self.sink is not None
+                    sink is not None
                     and not self.options.overwrite
-                    and self.sink.is_done(source.name, identity, keys, self.options.formats)
+                    and sink.is_done(source.name, identity, keys, self.options.formats)
                 )
             except Exception as error:  # the store cannot be asked now: transcribe it; storing it will tell
                 log.warning("%s: cannot tell whether it is already transcribed (%s); transcribing it", source.shown,
@@ -180,14 +185,15 @@ class RunFiles:
             audio=file.audio,
         )
         result = FileResult(shown_as, "ok", transcript=transcript, audio_seconds=transcript.duration)
-        if self.sink is not None:
+        sink = self.sink_of(file.source)
+        if sink is not None:
             try:
-                result.outputs = self._write(file, transcript, model_name)
+                result.outputs = self._write(sink, file, transcript, model_name)
             except Exception as error:
                 if disk_full(error):  # the environment, not the file: stop before transcribing more
                     kept = self.count_ok()
                     raise OutputError(
-                        f"{shown(self.sink.where)}: the disk is full ({getattr(error, 'strerror', error)}); stopped "
+                        f"{shown(sink.where)}: the disk is full ({getattr(error, 'strerror', error)}); stopped "
                         f"taking new files. {kept} complete transcript set(s) are kept and no partial set was left; "
                         "free space and run the same command again: finished files are skipped"
                     ) from None
@@ -217,18 +223,24 @@ class RunFiles:
     def count_ok(self) -> int:
         return sum(1 for r in self.results if r.status == "ok")
 
-    def _write(self, file: FileInFlight, transcript: Transcript, model_name: str) -> dict:
+    def _write(self, sink: ResultSink, file: FileInFlight, transcript: Transcript, model_name: str) -> dict:
         """Every format or none, then the stamp that lets a re-run skip the file (the sink's rule)."""
-        assert self.sink is not None
         source = file.source
         label = source.label if source.label is not None else text_key(source.shown)
         texts = render(transcript, model_name, label, self.options)
-        return self.sink.write(source.name, texts, label, file.identity, file.settings_key)
+        return sink.write(source.name, texts, label, file.identity, file.settings_key)
 
     def record_failures(self) -> None:
-        """The sink's record of this run's failures (never raises)."""
+        """Each sink's record of this run's failures (never raises); the run's own sink is told even
+        when nothing failed (a folder's failures.jsonl of an earlier run goes)."""
+        by_sink: dict[int, tuple[ResultSink, list[Failure]]] = {}
         if self.sink is not None:
-            self.sink.record_failures(self.failures)
+            by_sink[id(self.sink)] = (self.sink, [])
+        for sink, failure in self.failures:
+            if sink is not None:
+                by_sink.setdefault(id(sink), (sink, []))[1].append(failure)
+        for sink, failures in by_sink.values():
+            sink.record_failures(failures)
 
 
 def _with_decoding(segment: Segment, pieces: list[PieceText], keep_words: bool) -> Segment:

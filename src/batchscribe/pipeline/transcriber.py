@@ -29,7 +29,7 @@ from batchscribe.outputs.writers import WRITERS
 from batchscribe.pipeline.files import FileInFlight, ProgressListener, RunFiles, SourceFile, sources_of
 from batchscribe.pipeline.producer import END, FileFailed, FileRead, Producer, Speech
 from batchscribe.results import FailureKind, RunSummary
-from batchscribe.sinks.base import ResultSink
+from batchscribe.sinks.base import ResultSink, SettingsKeys
 from batchscribe.sinks.folder import FolderSink
 from batchscribe.speakers import SpeakerCount, embed_piece, load_encoder_soon
 
@@ -119,6 +119,10 @@ class Transcriber:
     def settings_runtime(self) -> dict:
         """What changes a transcript beyond TranscribeOptions.output_settings(): part of the resume key."""
         return {"backend": self.placement.backend, "batch_size": self.options.batch_size}
+
+    def settings_keys(self) -> SettingsKeys:
+        """The resume stamp's settings keys for this Transcriber's options (sinks/base.py)."""
+        return SettingsKeys.of(self.options.output_settings(), self.settings_runtime())
 
     def run(
         self,

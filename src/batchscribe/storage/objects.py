@@ -13,7 +13,6 @@ from typing import Iterator, Optional, Protocol
 from urllib.parse import unquote, urlparse
 
 from batchscribe.errors import OptionsError
-from batchscribe.storage.keys import output_key
 
 
 @dataclass(frozen=True)
@@ -22,6 +21,7 @@ class StoredObject:
     key: str
     version: str
     size: int
+    version_id: Optional[str] = None  # S3's VersionId, in a bucket that keeps versions (stat only)
 
     @property
     def uri(self) -> str:
@@ -67,15 +67,3 @@ def open_store(uri: str, endpoint_url: Optional[str] = None) -> Store:
     from batchscribe.storage.local import LocalStore
 
     return LocalStore(Path(path))
-
-
-def put_transcript(store: Store, source_key: str, texts: dict[str, str]) -> None:
-    """Write one source's transcripts (format -> text) under the store, each object whole; a store
-    that can write a set all or nothing (a folder) does so."""
-    keyed = {output_key(source_key, fmt): text for fmt, text in texts.items()}
-    put_texts = getattr(store, "put_texts", None)
-    if put_texts is not None:
-        put_texts(keyed)
-        return
-    for key, text in keyed.items():
-        store.put_text(key, text)

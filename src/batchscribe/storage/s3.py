@@ -48,7 +48,7 @@ class S3Store:
             if code in ("404", "NoSuchKey", "NotFound"):
                 raise InputError(f"{self.root}{key}: no such object") from None
             raise
-        return StoredObject(self.root, key, head["ETag"].strip('"'), head["ContentLength"])
+        return StoredObject(self.root, key, head["ETag"].strip('"'), head["ContentLength"], head.get("VersionId"))
 
     def local_copy(self, key: str, folder: Path) -> Path:
         name = PurePosixPath(key)

@@ -1,0 +1,185 @@
+"""The result sinks (sinks/): one naming scheme, resume from stamps (old folders included), the
+all-or-nothing write, and `batchscribe job` resuming against a real S3 server. The model is the
+fake engine (tests/fake_engine.py); the audio, VAD, writers and SeaweedFS are real."""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from fake_engine import FakeEngine, expected_text, marked_speech, write_wav
+
+from batchscribe.names import text_key
+from batchscribe.options import TranscribeOptions
+from batchscribe.outputs.resume import content_sha256
+from batchscribe.pipeline import Transcriber
+from batchscribe.sinks import FolderSink, ObjectSink, SettingsKeys
+from batchscribe.sinks.base import settings_key
+from batchscribe.storage.local import LocalStore
+
+OPTIONS = TranscribeOptions(formats=("txt", "json"), batch_size=1)
+
+
+def transcriber(engine: FakeEngine) -> Transcriber:
+    return Transcriber(OPTIONS, engine_loader=engine.load)
+
+
+def write_as_before(out: Path, stem: str, source: Path) -> None:
+    """A transcript set and stamp as `transcribe` wrote them before the one naming scheme: `c.txt`
+    (or `c.mp3.txt` when two inputs shared the stem), `.c.batchscribe` with the content's sha256 and
+    the key of TranscribeOptions.output_settings() (no backend, no batch size)."""
+    for fmt in OPTIONS.formats:
+        (out / f"{stem}.{fmt}").write_text(f"old {fmt}")
+    record = {"source": text_key(str(source)), "sha256": content_sha256(source),
+              "settings": settings_key(OPTIONS.output_settings())}  # fmt: skip
+    (out / f".{stem}.batchscribe").write_text(json.dumps(record) + "\n")
+
+
+def test_a_folder_transcribed_under_the_old_names_is_not_transcribed_again(tmp_path):
+    inbox, out = tmp_path / "in", tmp_path / "out"
+    inbox.mkdir()
+    out.mkdir()
+    for name, phrases in {"a.wav": [0], "c.wav": [1], "c.flac": [2], "new.wav": [3], "changed.wav": [4]}.items():
+        write_wav(inbox / name, marked_speech(phrases))
+    write_as_before(out, "a", inbox / "a.wav")  # a lone stem: `a.txt`
+    write_as_before(out, "c.wav", inbox / "c.wav")  # two shared the stem `c`: each kept its extension
+    write_as_before(out, "c.flac", inbox / "c.flac")
+    write_as_before(out, "changed", inbox / "changed.wav")
+    write_wav(inbox / "changed.wav", marked_speech([5]))  # new content since: transcribed again
+
+    engine = FakeEngine()
+    summary = transcriber(engine).run([str(inbox)], out)
+
+    status = {Path(r.source).name: r.status for r in summary.results}
+    assert status == {"a.wav": "skipped", "c.wav": "skipped", "c.flac": "skipped", "new.wav": "ok",
+                      "changed.wav": "ok"}  # fmt: skip
+    assert (out / "a.txt").read_text() == "old txt", "an old set is left as it is"
+    assert " ".join((out / "new.wav.txt").read_text().split()) == expected_text([3])
+    assert " ".join((out / "changed.wav.txt").read_text().split()) == expected_text([5])
+    stamp = json.loads((out / ".new.wav.batchscribe").read_text())
+    assert stamp["sha256"] == content_sha256(inbox / "new.wav") and stamp["formats"] == ["txt", "json"]
+
+    again = FakeEngine()
+    assert {r.status for r in transcriber(again).run([str(inbox)], out).results} == {"skipped"}
+    assert again.calls == [], "a re-run of the new scheme transcribed again"
+
+
+def test_a_changed_backend_or_batch_size_is_a_new_settings_key_but_an_old_stamp_still_counts():
+    keys = SettingsKeys.of({"model": "tiny.en"}, {"backend": "ct2", "batch_size": 8})
+    other = SettingsKeys.of({"model": "tiny.en"}, {"backend": "torch", "batch_size": 8})
+    assert keys.current != other.current and not keys.matches(other.current)
+    assert keys.matches(settings_key({"model": "tiny.en"}))  # a stamp from before the key had them
+
+
+def test_a_folder_set_is_written_all_or_nothing_and_only_then_stamped(tmp_path, monkeypatch):
+    sink = FolderSink(tmp_path)
+    keys = SettingsKeys("k")
+    real_open = open
+    opened = []
+
+    def full_disk(file, mode="r", *args, **kwargs):
+        if "x" in mode:
+            opened.append(file)
+            if len(opened) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", full_disk)
+    with pytest.raises(OSError):
+        sink.write("a/c.mp3", {"txt": "t", "json": "{}"}, "in/a/c.mp3", "abc", "k")
+    monkeypatch.undo()
+    assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir()), "half a set, or a stamp, was left"
+    assert not sink.is_done("a/c.mp3", "abc", keys, ("txt", "json"))
+    sink.write("a/c.mp3", {"txt": "t", "json": "{}"}, "in/a/c.mp3", "abc", "k")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [".c.mp3.batchscribe", "c.mp3.json", "c.mp3.txt"]
+    assert sink.is_done("a/c.mp3", "abc", keys, ("txt", "json"))
+    assert not sink.is_done("a/c.mp3", "abd", keys, ("txt",)), "another version of the source"
+    assert not sink.is_done("a/c.mp3", "abc", keys, ("txt", "srt")), "a format not written"
+
+
+class _FlakyStore(LocalStore):
+    """A store that loses the connection on the second object of each set (as S3 can)."""
+
+    fail_on = 2
+
+    def __init__(self, folder: Path):
+        super().__init__(folder)
+        self.puts = 0
+
+    def put_text(self, key: str, text: str) -> None:
+        self.puts += 1
+        if self.puts == self.fail_on:
+            raise ConnectionError("connection reset")
+        super().put_text(key, text)
+
+
+def test_an_object_set_counts_as_done_only_once_its_stamp_is_stored(tmp_path):
+    store = _FlakyStore(tmp_path)
+    store.put_texts = None  # S3 has no multi-object write: each object alone
+    sink = ObjectSink(store)
+    keys = SettingsKeys("k")
+    with pytest.raises(ConnectionError):
+        sink.write("talks/c.mp3", {"txt": "t", "json": "{}"}, "s3://b/in/talks/c.mp3", "etag:e1", "k")
+    assert (tmp_path / "talks/c.mp3.txt").exists() and not (tmp_path / "talks/.c.mp3.batchscribe").exists()
+    assert not sink.is_done("talks/c.mp3", "etag:e1", keys, ("txt", "json"))
+    sink.write("talks/c.mp3", {"txt": "t", "json": "{}"}, "s3://b/in/talks/c.mp3", "etag:e1", "k")
+    assert sink.is_done("talks/c.mp3", "etag:e1", keys, ("txt", "json"))
+    assert not sink.is_done("talks/c.mp3", "etag:e2", keys, ("txt", "json"))
+
+
+def test_batchscribe_job_run_twice_for_one_object_version_transcribes_it_once(tmp_path, monkeypatch, caplog):
+    """A duplicate EventBridge event or a Batch retry after the upload: the second `job` finds the stamp
+    and neither downloads nor transcribes; a new version of the object is transcribed again. A bad
+    object's failure is recorded beside it, not in a shared failures.jsonl."""
+    import boto3
+    from services import CREDENTIALS, seaweedfs
+
+    from batchscribe.aws.batch_job import EXIT_BAD_INPUT, EXIT_OK, ObjectName, run_job
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    write_wav(tmp_path / "a.wav", marked_speech([0, 1]))
+    write_wav(tmp_path / "a2.wav", marked_speech([2]))
+    caplog.set_level(logging.INFO, logger="batchscribe.job")
+    with seaweedfs(tmp_path / "s3") as endpoint:
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="media")
+        s3.upload_file(str(tmp_path / "a.wav"), "media", "in/talks/a.wav")
+        s3.put_object(Bucket="media", Key="in/talks/junk.wav", Body=b"not audio at all" * 100)
+
+        def job(key: str, engine: FakeEngine) -> int:
+            return run_job([ObjectName("media", f"in/{key}")], "s3://media/in/", "s3://media/out/", OPTIONS,
+                           endpoint, transcriber(engine))  # fmt: skip
+
+        def stored() -> dict[str, tuple]:
+            listing = s3.list_objects_v2(Bucket="media", Prefix="out/")["Contents"]
+            return {o["Key"]: (o["ETag"], o["LastModified"]) for o in listing}
+
+        first = FakeEngine()
+        assert job("talks/a.wav", first) == EXIT_OK
+        assert first.calls
+        before = stored()
+        assert set(before) == {"out/talks/a.wav.txt", "out/talks/a.wav.json", "out/talks/.a.wav.batchscribe"}
+        text = s3.get_object(Bucket="media", Key="out/talks/a.wav.txt")["Body"].read().decode()
+        assert " ".join(text.split()) == expected_text([0, 1])
+
+        caplog.clear()
+        second = FakeEngine()
+        assert job("talks/a.wav", second) == EXIT_OK
+        assert second.calls == [] and second.loads == 0, "the second job transcribed the same version again"
+        assert "0 transcribed, 1 skipped" in caplog.text
+        assert stored() == before, "the stored transcripts were written again"
+
+        s3.upload_file(str(tmp_path / "a2.wav"), "media", "in/talks/a.wav")  # a new version: new ETag
+        third = FakeEngine()
+        assert job("talks/a.wav", third) == EXIT_OK and third.calls
+        text = s3.get_object(Bucket="media", Key="out/talks/a.wav.txt")["Body"].read().decode()
+        assert " ".join(text.split()) == expected_text([2])
+
+        assert job("talks/junk.wav", FakeEngine()) == EXIT_BAD_INPUT
+        record = json.loads(s3.get_object(Bucket="media", Key="out/talks/.junk.wav.batchscribe")["Body"].read())
+        assert record["source"] == "s3://media/in/talks/junk.wav" and "not a recognised audio" in record["error"]
+        assert not [k for k in stored() if k.endswith("failures.jsonl")]
