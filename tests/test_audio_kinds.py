@@ -222,8 +222,8 @@ def built(tmp_path_factory):
 
 
 def document(out: Path, name: str) -> dict:
-    """`name`'s JSON transcript, wherever the front end put it (`run` keeps the extension)."""
-    (path,) = [p for p in (out / f"{name}.json", *out.glob(f"{name}.*.json")) if p.exists()]
+    """`name`'s JSON transcript (`name` without its extension; every front end keeps it: `name.EXT.json`)."""
+    (path,) = list(out.glob(f"{name}.*.json"))
     return json.loads(path.read_text())
 
 
@@ -236,7 +236,8 @@ def test_subtitles_follow_the_video_timeline(built):
         assert doc["audio_start"] == pytest.approx(start, abs=0.07)
         assert doc["segments"][0]["start"] == pytest.approx(plain + start, abs=0.3), name
         assert doc["segments"][0]["words"][0]["start"] == pytest.approx(plain + start, abs=0.3), name
-        srt = (out / f"{name}.srt").read_text()
+        (srt_path,) = list(out.glob(f"{name}.*.srt"))
+        srt = srt_path.read_text()
         assert srt.split("\n")[1].startswith(f"00:00:0{int(plain + start)}"), srt
     _, reference_text = clip(CLIPS["offset"])
     assert wer([reference_text], [document(out, "video_longer")["text"]]) <= 0.2  # not "truncated"

@@ -145,7 +145,7 @@ def test_each_bad_file_has_its_specific_error(mixed_batch):
 def test_odd_but_valid_files_succeed(mixed_batch):
     _, out, _, ok = mixed_batch
     for name, expected in ok.items():
-        document = json.loads((out / f"{Path(name).stem}.json").read_text())
+        document = json.loads((out / f"{Path(name).name}.json").read_text())
         if expected is None:
             continue
         if expected == "":
@@ -153,8 +153,8 @@ def test_odd_but_valid_files_succeed(mixed_batch):
             assert document["segments"] == []
         else:
             assert expected in document["text"].lower(), (name, document["text"])
-    assert json.loads((out / "tiny_50ms.json").read_text())["duration"] == pytest.approx(0.05, abs=0.01)
-    assert json.loads((out / "hires_192k.json").read_text())["duration"] == pytest.approx(9.0, abs=0.5)
+    assert json.loads((out / "tiny_50ms.wav.json").read_text())["duration"] == pytest.approx(0.05, abs=0.01)
+    assert json.loads((out / "hires_192k.wav.json").read_text())["duration"] == pytest.approx(9.0, abs=0.5)
 
 
 def test_no_partial_files_are_left(mixed_batch):
@@ -176,7 +176,7 @@ def test_unreadable_file_fails_alone(tmp_path):
     assert "1 ok, 1 failed" in result.stdout
     (record,) = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     assert record["input"].endswith("secret.wav") and "permission denied" in record["error"]
-    assert "fairest" in (out / "readable.txt").read_text().lower()
+    assert "fairest" in (out / "readable.wav.txt").read_text().lower()
 
 
 def test_a_failing_model_ends_the_run_with_its_reason(tmp_path, monkeypatch, capsys):

@@ -47,7 +47,8 @@ def switched(tmp_path_factory):
 
 
 def _segments(out: Path, name: str) -> list[dict]:
-    return json.loads((out / f"{name}.json").read_text())["segments"]
+    (path,) = list(out.glob(f"{name}.*.json"))  # the input's name plus .json
+    return json.loads(path.read_text())["segments"]
 
 
 def _language_text(segments: list[dict], language: str) -> str:

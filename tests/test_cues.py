@@ -119,7 +119,7 @@ def _clips_of(path: Path) -> list[tuple[float, float]]:
 
 
 def _check_run(out: Path, audio: Path, text_reference: str, bound: float) -> None:
-    stem = audio.stem
+    stem = audio.name  # its outputs: the input's name plus .FORMAT
     document = json.loads((out / f"{stem}.json").read_text())
     duration = document["duration"]
     words = [w for s in document["segments"] for w in s["words"]]

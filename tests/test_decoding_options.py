@@ -43,11 +43,11 @@ def test_outputs_whisper_scripts_read(tmp_path):
     --highlight-words underlines each word in SRT/VTT."""
     result = run_cli("transcribe", str(HELSTONE), "-o", str(tmp_path), "-f", "all", "--hotwords", "Helstone",
                      "--highlight_words", "True", "--word-timestamps", check=True)  # fmt: skip
-    stem = tmp_path / HELSTONE.stem
-    assert "Helstone" in stem.with_suffix(".txt").read_text()
-    with open(stem.with_suffix(".tsv"), newline="") as handle:
+    stem = tmp_path / HELSTONE.name  # its outputs are HELSTONE.name + .FORMAT
+    assert "Helstone" in stem.with_name(stem.name + ".txt").read_text()
+    with open(stem.with_name(stem.name + ".tsv"), newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    document = json.loads(stem.with_suffix(".json").read_text())
+    document = json.loads(stem.with_name(stem.name + ".json").read_text())
     segments = document["segments"]
     assert [(int(r["start"]), int(r["end"]), r["text"]) for r in rows] == [
         (round(s["start"] * 1000), round(s["end"] * 1000), s["text"].strip()) for s in segments
@@ -59,10 +59,10 @@ def test_outputs_whisper_scripts_read(tmp_path):
         assert 0.5 < segment["compression_ratio"] < 2.4
         assert 0.0 <= segment["no_speech_prob"] <= 0.2
         assert isinstance(segment["seek"], int) and segment["seek"] >= 0
-    srt = stem.with_suffix(".srt").read_text()
+    srt = stem.with_name(stem.name + ".srt").read_text()
     words = [w for s in segments for w in s["words"]]
     assert srt.count("<u>") == len(words) and "<u>Helstone.</u>" in srt
-    assert stem.with_suffix(".vtt").read_text().count("<u>") == len(words)
+    assert stem.with_name(stem.name + ".vtt").read_text().count("<u>") == len(words)
     assert "RTFx" in result.stdout
 
 

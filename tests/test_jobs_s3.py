@@ -78,7 +78,8 @@ def test_backfill_from_a_bucket_then_workers_write_next_to_it(seaweed, tmp_path)
     (dead,) = JobStore(tmp_path / "jobs.db").jobs("dead")
     assert dead.source_uri == "s3://media/audio-input/talks/broken.mp3" and "broken.mp3" in dead.last_error
     listed = s3.list_objects_v2(Bucket="media", Prefix="transcription-output/")["Contents"]
-    assert not any("broken" in item["Key"] for item in listed), "no output for a file that failed"
+    outputs = [item["Key"] for item in listed if not item["Key"].rsplit("/", 1)[-1].startswith(".")]  # less stamps
+    assert not any("broken" in key for key in outputs), "no output for a file that failed"
     again = cli("submit", "s3://media/audio-input/", "-o", "s3://media/transcription-output/", *store)
     assert "0 queued, 4 already known" in again.stdout  # outputs are never picked up as inputs either
 

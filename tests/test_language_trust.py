@@ -33,11 +33,11 @@ def test_german_under_the_english_only_model_is_flagged(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "3 ok (2 with warnings, see their JSON)" in result.stdout, result.stdout
     for path in GERMAN:
-        document = json.loads((out / f"{path.stem}.json").read_text())
+        document = json.loads((out / f"{path.name}.json").read_text())
         assert document["language_probability"] is None  # never measured, not 1.0
         assert any("probably not English" in w for w in document["warnings"]), document["warnings"]
         assert f"{path.name}: the speech is probably not English" in result.stderr  # the log
-    english = json.loads((out / f"{ENGLISH.stem}.json").read_text())
+    english = json.loads((out / f"{ENGLISH.name}.json").read_text())
     assert english["language"] == "en" and english["language_probability"] is None and english["warnings"] == []
 
 
@@ -51,9 +51,9 @@ def test_a_silent_file_under_base_claims_no_language(tmp_path):
         out.writeframes(b"\0\0" * 16000 * 4)
     result = run_cli("transcribe", str(silent), str(GERMAN[0]), "-o", str(tmp_path / "out"), "--model", "base")
     assert result.returncode == 0, result.stderr
-    quiet = json.loads((tmp_path / "out" / "quiet.json").read_text())
+    quiet = json.loads((tmp_path / "out" / "quiet.wav.json").read_text())
     assert quiet["language"] is None and quiet["language_probability"] is None
     assert quiet["warnings"] == ["no speech found: the language was not detected"]
-    german = json.loads((tmp_path / "out" / f"{GERMAN[0].stem}.json").read_text())
+    german = json.loads((tmp_path / "out" / f"{GERMAN[0].name}.json").read_text())
     assert german["language"] == "de" and german["language_probability"] > 0.5 and german["warnings"] == []
     assert "1 with warnings" in result.stdout

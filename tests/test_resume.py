@@ -45,7 +45,7 @@ def test_rerun_skips_done_files_and_redoes_changed_ones(inputs, tmp_path):
     # Different settings mean different transcripts: nothing is skipped.
     fourth = run_cli("transcribe", str(inputs), "-o", str(out), "--beam-size", "2", check=True)
     assert "2 ok, 0 failed, 0 skipped" in fourth.stdout
-    assert json.loads((out / "cmu_arctic_us_aew_a0002.json").read_text())["options"]["beam_size"] == 2
+    assert json.loads((out / "cmu_arctic_us_aew_a0002.wav.json").read_text())["options"]["beam_size"] == 2
 
 
 def test_overwrite_forces_and_missing_output_is_redone(inputs, tmp_path):
@@ -53,10 +53,10 @@ def test_overwrite_forces_and_missing_output_is_redone(inputs, tmp_path):
     run_cli("transcribe", str(inputs), "-o", str(out), check=True)
     forced = run_cli("transcribe", str(inputs), "-o", str(out), "--overwrite", check=True)
     assert "2 ok, 0 failed, 0 skipped" in forced.stdout
-    (out / "cmu_arctic_us_aew_a0001.srt").unlink()
+    (out / "cmu_arctic_us_aew_a0001.wav.srt").unlink()
     again = run_cli("transcribe", str(inputs), "-o", str(out), check=True)
     assert "1 ok, 0 failed, 1 skipped" in again.stdout
-    assert (out / "cmu_arctic_us_aew_a0001.srt").exists()
+    assert (out / "cmu_arctic_us_aew_a0001.wav.srt").exists()
 
 
 def test_formats_option_writes_only_those(inputs, tmp_path):

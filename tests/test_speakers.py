@@ -56,7 +56,7 @@ def by_channel(tmp_path_factory):
 
 
 def _rttm(out: Path, relpath: str) -> str:
-    return (out / f"{Path(relpath).stem}.rttm").read_text()
+    return (out / f"{Path(relpath).name}.rttm").read_text()
 
 
 def test_six_speakers_found_and_der_within_10_percent(diarized):
@@ -85,31 +85,31 @@ def test_two_speaker_mfa_errors_are_missed_speech(diarized):
 
 
 def test_every_output_carries_speakers_and_no_segment_spans_a_change(diarized):
-    stem = Path(THREE_SPEAKERS).stem
-    document = json.loads((diarized / f"{stem}.json").read_text())
+    stem, name = Path(THREE_SPEAKERS).stem, Path(THREE_SPEAKERS).name
+    document = json.loads((diarized / f"{name}.json").read_text())
     assert [s["speaker"] for s in document["segments"]][0] == "SPEAKER_1"
     for segment in document["segments"]:
         assert {w["speaker"] for w in segment["words"]} == {segment["speaker"]}
     assert document["options"]["speakers"] == "diarize"
-    txt = (diarized / f"{stem}.txt").read_text().splitlines()
+    txt = (diarized / f"{name}.txt").read_text().splitlines()
     assert txt[0].startswith("[SPEAKER_1] ")
     assert sum(line.startswith("[SPEAKER_") for line in txt) == 3  # a prefix where each turn starts
-    assert "[SPEAKER_2] " in (diarized / f"{stem}.srt").read_text()
-    vtt = (diarized / f"{stem}.vtt").read_text()
+    assert "[SPEAKER_2] " in (diarized / f"{name}.srt").read_text()
+    vtt = (diarized / f"{name}.vtt").read_text()
     assert "<v SPEAKER_3>" in vtt and vtt.startswith("WEBVTT")
     assert _rttm(diarized, THREE_SPEAKERS).startswith(f"SPEAKER {stem} 1 ")
 
 
 def test_one_speaker_gets_one_label_and_silence_none(diarized):
-    single = json.loads((diarized / f"{ONE_SPEAKER.stem}.json").read_text())
+    single = json.loads((diarized / f"{ONE_SPEAKER.name}.json").read_text())
     assert {w["speaker"] for s in single["segments"] for w in s["words"]} == {"SPEAKER_1"}
-    quiet = json.loads((diarized / f"{SILENCE.stem}.json").read_text())
+    quiet = json.loads((diarized / f"{SILENCE.name}.json").read_text())
     assert all("speaker" not in s for s in quiet["segments"])
     assert _rttm(diarized, str(SILENCE)) == ""
 
 
 def test_channels_label_each_channel_and_merge_by_time(by_channel):
-    stem = Path(STEREO).stem
+    stem = Path(STEREO).name  # its outputs: the input's name plus .FORMAT
     document = json.loads((by_channel / f"{stem}.json").read_text())
     left = " ".join(s["text"] for s in document["segments"] if s["speaker"] == "left")
     right = " ".join(s["text"] for s in document["segments"] if s["speaker"] == "right")
@@ -182,7 +182,7 @@ def test_audio_track_all_labels_each_track_by_its_title(tmp_path):
     the guest's words at 10-17.6 s on the media's timeline."""
     run_cli("transcribe", str(TWO_TRACKS), "-o", str(tmp_path), "--audio-track", "all", "--formats", "json,txt,rttm",
             check=True)
-    document = json.loads((tmp_path / f"{TWO_TRACKS.stem}.json").read_text())
+    document = json.loads((tmp_path / f"{TWO_TRACKS.name}.json").read_text())
     host = [s for s in document["segments"] if s["speaker"] == "Host mic"]
     guest = [s for s in document["segments"] if s["speaker"] == "Guest mic"]
     assert host and guest and len(host) + len(guest) == len(document["segments"])
@@ -190,8 +190,8 @@ def test_audio_track_all_labels_each_track_by_its_title(tmp_path):
     assert "movable types" in " ".join(s["text"] for s in guest).lower()
     assert 9.5 <= guest[0]["start"] and guest[-1]["end"] <= 18.5
     assert all(track["transcribed"] for track in document["audio_tracks"])
-    assert "[Guest mic] " in (tmp_path / f"{TWO_TRACKS.stem}.txt").read_text()
-    assert speakers_in((tmp_path / f"{TWO_TRACKS.stem}.rttm").read_text()) == 2
+    assert "[Guest mic] " in (tmp_path / f"{TWO_TRACKS.name}.txt").read_text()
+    assert speakers_in((tmp_path / f"{TWO_TRACKS.name}.rttm").read_text()) == 2
 
 
 def test_aws_backfill_hands_speaker_options_to_its_jobs():
