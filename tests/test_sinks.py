@@ -183,3 +183,32 @@ def test_batchscribe_job_run_twice_for_one_object_version_transcribes_it_once(tm
         record = json.loads(s3.get_object(Bucket="media", Key="out/talks/.junk.wav.batchscribe")["Body"].read())
         assert record["source"] == "s3://media/in/talks/junk.wav" and "not a recognised audio" in record["error"]
         assert not [k for k in stored() if k.endswith("failures.jsonl")]
+
+
+def test_a_worker_with_a_fresh_job_store_skips_what_its_output_already_holds(tmp_path):
+    """The job store forgotten (deleted, or another one), the outputs kept: the stamps beside them
+    decide, as for `transcribe`, and the jobs succeed without a transcription or a download."""
+    from batchscribe.jobs.store import JobStore
+    from batchscribe.jobs.worker import Worker, WorkerOptions
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    for name, phrases in {"a": [0], "b": [1]}.items():
+        write_wav(inbox / f"{name}.wav", marked_speech(phrases))
+
+    def work(store_path: Path) -> tuple[FakeEngine, JobStore]:
+        store = JobStore(store_path)
+        for item in LocalStore(inbox).list():
+            store.enqueue(item, LocalStore(tmp_path / "out").root)
+        engine = FakeEngine()
+        options = WorkerOptions(poll_seconds=0.05, exit_when_idle=True)
+        Worker(store, OPTIONS, options, transcriber(engine)).run()
+        return engine, store
+
+    first, _ = work(tmp_path / "one.db")
+    assert first.calls
+    again, store = work(tmp_path / "two.db")
+    assert again.calls == [] and again.loads == 0
+    assert {job.state for job in store.jobs()} == {"succeeded"}
+    transcribed = transcriber(FakeEngine()).run([str(inbox)], tmp_path / "out")  # the same stamps, from transcribe
+    assert {r.status for r in transcribed.results} == {"skipped"}

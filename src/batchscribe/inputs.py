@@ -6,6 +6,7 @@ import glob
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 # Folders are scanned for these; a file named directly is tried whatever its name.
 MEDIA_EXTENSIONS = frozenset(
@@ -26,15 +27,21 @@ class MissingInput:
     error: str
 
 
-def _scan(folder: Path) -> list[InputFile]:
-    found = []
+def walk(folder: Path) -> Iterator[Path]:
+    """Every file below `folder` in name order; hidden folders (`.batchscribe/`) are skipped and
+    symlinked folders not followed. The one folder walk: `transcribe`'s inputs and a LocalStore's list."""
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
-            path = Path(root) / name
-            if not name.startswith(".") and path.suffix.lower() in MEDIA_EXTENSIONS:
-                found.append(InputFile(path, path.relative_to(folder)))
-    return found
+            yield Path(root) / name
+
+
+def _scan(folder: Path) -> list[InputFile]:
+    return [
+        InputFile(path, path.relative_to(folder))
+        for path in walk(folder)
+        if not path.name.startswith(".") and path.suffix.lower() in MEDIA_EXTENSIONS
+    ]
 
 
 def _glob_base(spec: str) -> Path:

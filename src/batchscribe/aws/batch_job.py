@@ -24,6 +24,7 @@ from batchscribe.sinks.base import identity_of_version, object_identity
 from batchscribe.sinks.objects import ObjectSink
 from batchscribe.storage.keys import checked_key
 from batchscribe.storage.objects import open_store, split_uri
+from batchscribe.storage.s3 import is_not_found
 
 EXIT_OK, EXIT_RETRY, EXIT_BAD_INPUT = 0, 1, 3
 ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
@@ -50,8 +51,7 @@ def manifest_slice(manifest_uri: str, endpoint_url: Optional[str] = None) -> lis
 
 
 def _is_missing(error: Exception) -> bool:
-    code = getattr(error, "response", {}).get("Error", {}).get("Code", "")
-    return isinstance(error, InputError) or code in ("404", "NoSuchKey", "NotFound")
+    return isinstance(error, InputError) or is_not_found(error)
 
 
 def run_job(

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 from batchscribe.errors import InputError
 from batchscribe.jobs.store import Job, JobStore
 from batchscribe.options import FORMATS
 from batchscribe.storage.keys import output_key
-from batchscribe.storage.objects import Store, open_store, split_uri
+from batchscribe.storage.objects import Store, StoredObject, open_store, split_uri
 from batchscribe.triggers.route import Route
 
 
@@ -68,9 +69,18 @@ class Context:
     def submit(self, uris: list[str], prefix: Optional[str] = None) -> Submitted:
         """Enqueue the named objects, and every wanted object under `prefix` (a backfill of part or all
         of the source). URIs and the prefix must lie under the route's source."""
-        root = self.route.source.root
+        skipped: list[str] = []
         queued = known = 0
-        skipped = []
+        for obj in chain(self._named(uris, skipped), self._under(prefix, skipped)):
+            if self.route.enqueue(self.jobs, obj):
+                queued += 1
+            else:
+                known += 1
+        return Submitted(queued, known, skipped)
+
+    def _named(self, uris: list[str], skipped: list[str]) -> Iterator[StoredObject]:
+        """The objects `uris` name that the route wants; the others are added to `skipped` with why."""
+        root = self.route.source.root
         keys = []
         for uri in uris:
             key = _key_under(root, uri)
@@ -83,31 +93,25 @@ class Context:
                 if not self.route.wants(key):
                     skipped.append(f"{uri}: not a media file, or under the output")
                     continue
-                obj = self.route.source.stat(key)
+                yield self.route.source.stat(key)
             except InputError as error:
                 skipped.append(str(error))
-                continue
-            if self.route.enqueue(self.jobs, obj):
-                queued += 1
-            else:
-                known += 1
-        if prefix is not None:
-            start = _key_under(root, prefix if prefix.endswith("/") or prefix == root else prefix + "/")
-            if start is None:
-                skipped.append(f"{prefix}: not under the source {root}")
-            else:
-                for obj in self.route.source.list():
-                    try:
-                        if not obj.key.startswith(start) or not self.route.wants(obj.key):
-                            continue
-                    except InputError as error:
-                        skipped.append(str(error))
-                        continue
-                    if self.route.enqueue(self.jobs, obj):
-                        queued += 1
-                    else:
-                        known += 1
-        return Submitted(queued, known, skipped)
+
+    def _under(self, prefix: Optional[str], skipped: list[str]) -> Iterator[StoredObject]:
+        """The wanted objects under `prefix` (none when it is None)."""
+        if prefix is None:
+            return
+        root = self.route.source.root
+        start = _key_under(root, prefix if prefix.endswith("/") or prefix == root else prefix + "/")
+        if start is None:
+            skipped.append(f"{prefix}: not under the source {root}")
+            return
+        for obj in self.route.source.list():
+            try:
+                if obj.key.startswith(start) and self.route.wants(obj.key):
+                    yield obj
+            except InputError as error:
+                skipped.append(str(error))
 
 
 def _key_under(root: str, uri: str) -> Optional[str]:

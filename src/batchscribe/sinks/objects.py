@@ -19,7 +19,7 @@ from batchscribe.errors import InputError
 from batchscribe.names import shown
 from batchscribe.sinks.base import Failure, SettingsKeys, done_record, failed_record, recorded_done, stamp_name
 from batchscribe.storage.keys import output_key
-from batchscribe.storage.objects import Store
+from batchscribe.storage.base import Store
 
 log = logging.getLogger("batchscribe")
 

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Iterator
 
 from batchscribe.errors import InputError
+from batchscribe.inputs import walk
 from batchscribe.names import fit_name, path_name, text_key
 from batchscribe.outputs.resume import content_sha256
 from batchscribe.outputs.writers import write_atomic, write_set
 from batchscribe.storage.keys import checked_key
-from batchscribe.storage.objects import StoredObject
+from batchscribe.storage.base import StoredObject
 
 
 class LocalStore:
@@ -52,14 +53,11 @@ class LocalStore:
         return cached[1]
 
     def list(self) -> Iterator[StoredObject]:
-        for root, dirs, files in os.walk(self.folder):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(files):
-                path = Path(root) / name
-                try:
-                    yield self._object(path, path.stat())
-                except FileNotFoundError:  # removed while listing
-                    continue
+        for path in walk(self.folder):
+            try:
+                yield self._object(path, path.stat())
+            except FileNotFoundError:  # removed while listing
+                continue
 
     def stat(self, key: str) -> StoredObject:
         path = self._path(key)

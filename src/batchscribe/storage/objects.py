@@ -7,39 +7,16 @@ name exactly the content it transcribed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Protocol
+from typing import Optional
 from urllib.parse import unquote, urlparse
 
 from batchscribe.errors import OptionsError
+from batchscribe.storage.base import Store, StoredObject
+from batchscribe.storage.local import LocalStore
+from batchscribe.storage.s3 import S3Store  # boto3 itself is imported when a client is made
 
-
-@dataclass(frozen=True)
-class StoredObject:
-    root: str  # the store's root URI, ending in '/'
-    key: str
-    version: str
-    size: int
-    version_id: Optional[str] = None  # S3's VersionId, in a bucket that keeps versions (stat only)
-
-    @property
-    def uri(self) -> str:
-        return self.root + self.key
-
-
-class Store(Protocol):
-    root: str
-
-    def list(self) -> Iterator[StoredObject]: ...
-
-    def stat(self, key: str) -> StoredObject: ...
-
-    def local_copy(self, key: str, folder: Path) -> Path: ...
-
-    def put_text(self, key: str, text: str) -> None: ...
-
-    def read_text(self, key: str) -> str: ...
+__all__ = ["LocalStore", "S3Store", "Store", "StoredObject", "open_store", "split_uri"]
 
 
 def split_uri(uri: str) -> tuple[str, Optional[str], str]:
@@ -60,10 +37,6 @@ def open_store(uri: str, endpoint_url: Optional[str] = None) -> Store:
     """The store rooted at `uri` (a folder or an S3 prefix)."""
     scheme, bucket, path = split_uri(uri)
     if scheme == "s3":
-        from batchscribe.storage.s3 import S3Store
-
         assert bucket is not None
         return S3Store(bucket, path, endpoint_url)
-    from batchscribe.storage.local import LocalStore
-
     return LocalStore(Path(path))

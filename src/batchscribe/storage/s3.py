@@ -8,7 +8,16 @@ from typing import Iterator, Optional
 from batchscribe.errors import InputError
 from batchscribe.names import fit_name
 from batchscribe.storage.keys import checked_key
-from batchscribe.storage.objects import StoredObject
+from batchscribe.storage.base import StoredObject
+
+
+NOT_FOUND_CODES = ("404", "NoSuchKey", "NotFound")  # HEAD answers 404, GET NoSuchKey; some servers NotFound
+
+
+def is_not_found(error: BaseException) -> bool:
+    """Whether a botocore error says the object (or bucket key) does not exist."""
+    response = getattr(error, "response", None)
+    return isinstance(response, dict) and response.get("Error", {}).get("Code", "") in NOT_FOUND_CODES
 
 
 def s3_client(endpoint_url: Optional[str] = None):
@@ -44,8 +53,7 @@ class S3Store:
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as error:
-            code = error.response.get("Error", {}).get("Code", "")
-            if code in ("404", "NoSuchKey", "NotFound"):
+            if is_not_found(error):
                 raise InputError(f"{self.root}{key}: no such object") from None
             raise
         return StoredObject(self.root, key, head["ETag"].strip('"'), head["ContentLength"], head.get("VersionId"))
