@@ -86,15 +86,15 @@ class _Held:
 class Worker:
     def __init__(
         self,
-        store: JobStore,
+        job_store: JobStore,
         options: TranscribeOptions,
         worker_options: WorkerOptions = WorkerOptions(),
         transcriber: Optional[Transcriber] = None,
     ):
         """`transcriber`: one made for `options` unless given (a test hands in one with a fake engine)."""
-        self.store = store
+        self.job_store = job_store
         self.options = options
-        self.settings = worker_options
+        self.worker_options = worker_options
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         if transcriber is None:
             from batchscribe.pipeline import Transcriber  # the engine: loaded by workers, never by `serve`
@@ -103,7 +103,7 @@ class Worker:
         self.transcriber = transcriber
         self.stop_requests = 0
         self.halted: Optional[str] = None  # why the worker stopped on its own (a full disk)
-        self._stores: dict[str, Store] = {}  # object stores by root URI (sources and destinations)
+        self._object_stores: dict[str, Store] = {}  # object stores by root URI (sources and destinations)
         self._sinks: dict[str, ObjectSink] = {}
         self._held = _Held()
         self._owed: list[tuple[str, Callable[[], object]]] = []  # store updates made while it was unreachable
@@ -126,37 +126,38 @@ class Worker:
         try:
             while not self.stop_requests and not self.halted:
                 if not self._settle_owed():
-                    time.sleep(self.settings.poll_seconds)
+                    time.sleep(self.worker_options.poll_seconds)
                     continue
                 try:
-                    jobs = self.store.claim(self.owner, self.settings.files_per_batch, self.settings.lease_seconds)
+                    options = self.worker_options
+                    jobs = self.job_store.claim(self.owner, options.files_per_batch, options.lease_seconds)
                     if not jobs:
-                        if self.settings.exit_when_idle and self.store.unfinished() == 0 and (idle is None or idle()):
+                        if options.exit_when_idle and self.job_store.unfinished() == 0 and (idle is None or idle()):
                             return
-                        time.sleep(self.settings.poll_seconds)
+                        time.sleep(self.worker_options.poll_seconds)
                         continue
                 except Exception as error:
                     log.warning("job store unreachable, waiting: %s", error)
-                    time.sleep(self.settings.poll_seconds)
+                    time.sleep(self.worker_options.poll_seconds)
                     continue
                 self.run_batch(jobs)
             # a first stop still acknowledges what was finished
             while self.stop_requests < 2 and not self.halted and not self._settle_owed():
-                time.sleep(self.settings.poll_seconds)
+                time.sleep(self.worker_options.poll_seconds)
         finally:
             beat.set()
             heartbeat.join()
         if self.halted:
             raise OutputError(self.halted)
 
-    def _store(self, root: str) -> Store:
-        if root not in self._stores:
-            self._stores[root] = open_store(root, self.settings.endpoint_url)
-        return self._stores[root]
+    def _object_store(self, root: str) -> Store:
+        if root not in self._object_stores:
+            self._object_stores[root] = open_store(root, self.worker_options.endpoint_url)
+        return self._object_stores[root]
 
     def _sink(self, root: str) -> ObjectSink:
         if root not in self._sinks:
-            self._sinks[root] = _JobSink(self._store(root), self)
+            self._sinks[root] = _JobSink(self._object_store(root), self)
         return self._sinks[root]
 
     def run_batch(self, jobs: list[Job]) -> None:
@@ -179,7 +180,7 @@ class Worker:
         except _Stopping:
             for job_id in list(pending):
                 self._held.discard(job_id)
-            self._record("release", lambda ids=list(pending): self.store.release(self.owner, ids), owe=False)
+            self._record("release", lambda ids=list(pending): self.job_store.release(self.owner, ids), owe=False)
         except Exception as error:  # model or machine trouble: every unfinished job fails this attempt
             if isinstance(error, OutputError) and disk_full(error):  # the destination's disk
                 self.halted = (
@@ -189,7 +190,7 @@ class Worker:
                 log.error("%s", self.halted)
                 for job_id in list(pending):
                     self._held.discard(job_id)
-                self._record("release", lambda ids=list(pending): self.store.release(self.owner, ids), owe=False)
+                self._record("release", lambda ids=list(pending): self.job_store.release(self.owner, ids), owe=False)
                 return
             if disk_full(error):  # the job store's disk: nothing can be recorded; the leases will expire
                 self.halted = f"the disk is full ({error}); this worker stopped: free space and start it again"
@@ -228,7 +229,7 @@ class Worker:
         by_path = {}
         for job in list(pending.values()):
             try:
-                path = self._store(job.source_root).local_copy(job.key, scratch / str(job.id))
+                path = self._object_store(job.source_root).local_copy(job.key, scratch / str(job.id))
             except Exception as error:
                 bad = FailureKind.of(error) is FailureKind.BAD_INPUT  # e.g. deleted since it was queued
                 self._fail(pending, job, f"{job.source_uri}: cannot be fetched: {error}", permanent=bad)
@@ -237,12 +238,12 @@ class Worker:
         return by_path
 
     def _heartbeat(self, stop: threading.Event) -> None:
-        while not stop.wait(self.settings.lease_seconds / 3):
+        while not stop.wait(self.worker_options.lease_seconds / 3):
             held = self._held.ids()
             if not held:
                 continue
             try:
-                self.store.heartbeat(self.owner, held, self.settings.lease_seconds)
+                self.job_store.heartbeat(self.owner, held, self.worker_options.lease_seconds)
             except Exception as error:  # a busy or restarting store: the next beat will do
                 log.warning("heartbeat failed: %s", error)
 
@@ -264,7 +265,7 @@ class Worker:
             log.warning("%s: %s", job.source_uri, note)
 
         def acknowledge(job: Job = job, seconds: float = result.audio_seconds) -> None:
-            if self.store.succeed(job.id, self.owner, seconds):
+            if self.job_store.succeed(job.id, self.owner, seconds):
                 log.info("done: %s", job.source_uri)
                 worker_metrics().job_succeeded(took, seconds)
             else:
@@ -278,7 +279,7 @@ class Worker:
         worker_metrics().job_failed(error)
 
         def record(job: Job = job) -> None:
-            state = self.store.fail(job.id, self.owner, error, permanent)
+            state = self.job_store.fail(job.id, self.owner, error, permanent)
             self._held.discard(job.id)
             log.warning("%s (%s)", error, state)
 
