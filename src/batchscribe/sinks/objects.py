@@ -4,8 +4,11 @@
 Transcripts go to `NAME.FORMAT` below the store's root, each object whole (a folder writes the
 set all or nothing; S3 has no multi-object write, so the stamp, written last, is what makes a
 set count as done). The stamp `.NAME.batchscribe` records the source object's identity (ETag and
-VersionId) and the settings: a duplicate event or a retried Batch job finds it and skips the
-object. A failure is recorded in the same stamp object, next to the file (never in a shared
+VersionId), the settings and the formats stored: a duplicate event or a retried Batch job finds it
+and skips the object (one GET; the transcripts themselves are not asked for, so a transcript deleted
+by hand beside its stamp is not noticed: delete the stamp too, or use --overwrite).
+
+A failure is recorded in the same stamp object, next to the file (never in a shared
 `failures.jsonl`, which concurrent jobs writing to one prefix would overwrite); a later success
 replaces it.
 """
