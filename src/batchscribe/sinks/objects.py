@@ -6,7 +6,7 @@ set all or nothing; S3 has no multi-object write, so the stamp, written last, is
 set count as done). The stamp `.NAME.batchscribe` records the source object's identity (ETag and
 VersionId), the settings and the formats stored: a duplicate event or a retried Batch job finds it
 and skips the object (one GET; the transcripts themselves are not asked for, so a transcript deleted
-by hand beside its stamp is not noticed: delete the stamp too, or use --overwrite).
+by hand beside its stamp is not noticed: delete the stamp too to have the source transcribed again).
 
 A failure is recorded in the same stamp object, next to the file (never in a shared
 `failures.jsonl`, which concurrent jobs writing to one prefix would overwrite); a later success
