@@ -222,8 +222,8 @@ def built(tmp_path_factory):
 
 
 def document(out: Path, name: str) -> dict:
-    """`name`'s JSON transcript (`name` without its extension; every front end keeps it: `name.EXT.json`)."""
-    (path,) = list(out.glob(f"{name}.*.json"))
+    """`name`'s JSON transcript: `name.json` when `name` carries the input's extension, else `name.EXT.json`."""
+    (path,) = [p for p in (out / f"{name}.json", *out.glob(f"{name}.*.json")) if p.exists()]
     return json.loads(path.read_text())
 
 
