@@ -167,11 +167,9 @@ class Worker:
         try:
             with tempfile.TemporaryDirectory(prefix="batchscribe-") as scratch:
                 self._skip_done(pending)
-                by_path = self._fetch(pending, Path(scratch))
-                listener = _BatchListener(self, list(by_path.values()), pending)
-                sources = [self._source(path, job) for path, job in by_path.items()]
-                if sources:
-                    summary = self.transcriber.run(sources, None, listener)
+                for fetched in _rounds(self._fetch(pending, Path(scratch))):
+                    listener = _BatchListener(self, list(fetched.values()), pending)
+                    summary = self.transcriber.run([self._source(p, job) for p, job in fetched.items()], None, listener)
                     for result in summary.results:  # found done by the pipeline (between our look and its)
                         if result.status == "skipped":
                             listener.file_finished(result)
@@ -311,6 +309,20 @@ class Worker:
             self._owed.pop(0)
             log.info("recorded after the store came back: %s", what)
         return True
+
+
+def _rounds(by_path: dict[Path, Job]) -> list[dict[Path, Job]]:
+    """The fetched jobs in runs that each hold one job per source URI (results are told apart by it):
+    one run, unless two versions of one object were claimed together (then one after the other, in
+    the order they were claimed)."""
+    rounds: list[dict[Path, Job]] = []
+    for path, job in by_path.items():
+        free = next((r for r in rounds if all(j.source_uri != job.source_uri for j in r.values())), None)
+        if free is None:
+            free = {}
+            rounds.append(free)
+        free[path] = job
+    return rounds
 
 
 class _BatchListener:
