@@ -212,3 +212,24 @@ def test_a_worker_with_a_fresh_job_store_skips_what_its_output_already_holds(tmp
     assert {job.state for job in store.jobs()} == {"succeeded"}
     transcribed = transcriber(FakeEngine()).run([str(inbox)], tmp_path / "out")  # the same stamps, from transcribe
     assert {r.status for r in transcribed.results} == {"skipped"}
+
+
+def test_two_versions_of_one_object_in_one_batch_each_get_a_result(tmp_path):
+    """A file changed after it was queued is queued again (one job per version); claimed together, the
+    two jobs share a source URI (and, in a folder, the file they read): each gets its own result in the
+    first attempt, one run after the other."""
+    from batchscribe.jobs.store import JobStore
+    from batchscribe.jobs.worker import Worker, WorkerOptions
+
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    store = JobStore(tmp_path / "jobs.db")
+    for phrases in ([0], [1]):
+        write_wav(inbox / "a.wav", marked_speech(phrases))
+        (item,) = LocalStore(inbox).list()
+        store.enqueue(item, LocalStore(tmp_path / "out").root)
+    engine = FakeEngine()
+    Worker(store, OPTIONS, WorkerOptions(poll_seconds=0.05, exit_when_idle=True), transcriber(engine)).run()
+    assert [(job.state, job.attempts) for job in store.jobs()] == [("succeeded", 0)] * 2  # none failed once
+    assert len(engine.calls) == 2, "one run per version"
+    assert " ".join((tmp_path / "out" / "a.wav.txt").read_text().split()) == expected_text([1])

@@ -168,8 +168,8 @@ class Worker:
             with tempfile.TemporaryDirectory(prefix="batchscribe-") as scratch:
                 self._skip_done(pending)
                 for fetched in _rounds(self._fetch(pending, Path(scratch))):
-                    listener = _BatchListener(self, list(fetched.values()), pending)
-                    summary = self.transcriber.run([self._source(p, job) for p, job in fetched.items()], None, listener)
+                    listener = _BatchListener(self, [job for _, job in fetched], pending)
+                    summary = self.transcriber.run([self._source(p, job) for p, job in fetched], None, listener)
                     for result in summary.results:  # found done by the pipeline (between our look and its)
                         if result.status == "skipped":
                             listener.file_finished(result)
@@ -223,8 +223,9 @@ class Worker:
             if done:
                 self.finish(pending, job, FileResult(job.source_uri, "skipped"))
 
-    def _fetch(self, pending: dict[int, Job], scratch: Path) -> dict[Path, Job]:
-        by_path = {}
+    def _fetch(self, pending: dict[int, Job], scratch: Path) -> list[tuple[Path, Job]]:
+        """Each job's local copy (a folder's file is read where it is: two versions of it share a path)."""
+        fetched = []
         for job in list(pending.values()):
             try:
                 path = self._object_store(job.source_root).local_copy(job.key, scratch / str(job.id))
@@ -232,8 +233,8 @@ class Worker:
                 bad = FailureKind.of(error) is FailureKind.BAD_INPUT  # e.g. deleted since it was queued
                 self._fail(pending, job, f"{job.source_uri}: cannot be fetched: {error}", permanent=bad)
                 continue
-            by_path[path] = job
-        return by_path
+            fetched.append((path, job))
+        return fetched
 
     def _heartbeat(self, stop: threading.Event) -> None:
         while not stop.wait(self.worker_options.lease_seconds / 3):
@@ -311,17 +312,17 @@ class Worker:
         return True
 
 
-def _rounds(by_path: dict[Path, Job]) -> list[dict[Path, Job]]:
+def _rounds(fetched: list[tuple[Path, Job]]) -> list[list[tuple[Path, Job]]]:
     """The fetched jobs in runs that each hold one job per source URI (results are told apart by it):
     one run, unless two versions of one object were claimed together (then one after the other, in
     the order they were claimed)."""
-    rounds: list[dict[Path, Job]] = []
-    for path, job in by_path.items():
-        free = next((r for r in rounds if all(j.source_uri != job.source_uri for j in r.values())), None)
+    rounds: list[list[tuple[Path, Job]]] = []
+    for path, job in fetched:
+        free = next((r for r in rounds if all(j.source_uri != job.source_uri for _, j in r)), None)
         if free is None:
-            free = {}
+            free = []
             rounds.append(free)
-        free[path] = job
+        free.append((path, job))
     return rounds
 
 
