@@ -81,7 +81,9 @@ class TranscribeOptions:
     max_words_per_line: Optional[int] = None
 
     def output_settings(self) -> dict:
-        """The settings that change a transcript's content (used to decide whether to skip).
+        """The settings that change a transcript's content, as every JSON records them. The resume key
+        adds the backend and batch size the Transcriber resolved (pipeline/transcriber.py
+        settings_runtime; sinks/base.py SettingsKeys), which change it too.
 
         Decoding controls appear only when changed, so outputs written before they existed are
         still recognised as up to date."""
