@@ -134,7 +134,8 @@ def add_speaker_options(parser: argparse.ArgumentParser) -> None:
     speakers.add_argument("--min-speakers", type=positive, default=DEFAULTS.min_speakers)
     speakers.add_argument("--max-speakers", type=positive, default=DEFAULTS.max_speakers)
     speakers.add_argument("--speaker-model", default=DEFAULTS.speaker_model,
-                          help="resemblyzer (offline), or pyannote[:MODEL] when pyannote.audio is installed")
+                          help="resemblyzer (offline), pyannote[:MODEL] when pyannote.audio is installed, "
+                          "or package.module:factory (your own encoder; see README)")
 
 
 def speaker_args(args: argparse.Namespace) -> list[str]:
