@@ -41,6 +41,7 @@ from batchscribe.speakers import (
     SpeakerCount,
     channel_segments,
     diarize,
+    diarize_sources,
     embed_piece,
     joined_turns,
     load_encoder_soon,
@@ -370,6 +371,10 @@ class _Run:
             raise BatchscribeError(job.speaker_error)
         options = self.options
         count = SpeakerCount(options.num_speakers, options.min_speakers, options.max_speakers)
+        if job.piece_speakers:  # a voice per channel: channels heard apart (speakers/sources.py)
+            segments, job.speaker_turns = diarize_sources(pieces, job.piece_speakers, job.speaker_windows, count,
+                                                          build, keep)
+            return segments
         words, job.speaker_turns = diarize(words, job.speaker_windows, count)
         return speaker_segments(words, build, keep)
 

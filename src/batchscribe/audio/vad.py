@@ -10,7 +10,7 @@ transcribed: see its docstring for why.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -46,6 +46,7 @@ class SpeechPiece:
     audio: np.ndarray
     regions: tuple[tuple[float, float], ...] = ()
     language_probed: bool = False  # its file's language was detected on this piece (among others)
+    source: str = ""  # the channel or track it was heard on, when a file's are heard apart
 
     @property
     def duration(self) -> float:
@@ -60,7 +61,7 @@ class SpeechPiece:
         if not seconds:
             return self
         regions = tuple((start + seconds, end + seconds) for start, end in self.regions)
-        return SpeechPiece(self.start + seconds, self.audio, regions, self.language_probed)
+        return replace(self, start=self.start + seconds, regions=regions)
 
 
 # The detector's copy of the audio: speech band only, and quiet speech raised to a level Silero
