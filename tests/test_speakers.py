@@ -108,6 +108,9 @@ def test_only_uncorrelated_channels_are_heard_apart(tmp_path):
         path = tmp_path / f"{name}.wav"
         sf.write(path, np.stack([left, right], axis=1), 16000)
         assert channels_apart(path) is apart, name
+    surround = tmp_path / "surround.wav"  # dialogue in the centre, other sound around it: not voices apart
+    sf.write(surround, np.stack([second, second, first, np.zeros_like(first), second, second], axis=1), 16000)
+    assert channels_apart(surround) is False
 
 
 def test_hoarse_second_speaker_is_heard(diarized):

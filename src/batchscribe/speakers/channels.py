@@ -71,8 +71,11 @@ CHECKED_SECONDS = 600.0  # the decision is taken on the first ten minutes
 
 
 def channels_apart(path: str | os.PathLike, track: int = 1) -> bool:
-    """True when two or more channels of audio track `track` carry sound and, where they carry it at
-    the same time, are uncorrelated (median |r| of 1 s windows below APART_CORRELATION)."""
+    """True when the two channels of a stereo audio track `track` both carry sound and, where they
+    carry it at the same time, are uncorrelated (median |r| of 1 s windows below APART_CORRELATION).
+
+    Only two channels: in a surround mix the dialogue has the centre channel and music the others,
+    uncorrelated too, but those are not one voice per channel."""
     second = SAMPLE_RATE
     pending: list[np.ndarray] = []
     correlations: list[float] = []
@@ -80,7 +83,7 @@ def channels_apart(path: str | os.PathLike, track: int = 1) -> bool:
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
             stream = container.streams.audio[track - 1]
-            if len(stream.layout.channels) < 2:
+            if len(stream.layout.channels) != 2:
                 return False
             resampler = av.AudioResampler(format="fltp", layout=stream.layout, rate=SAMPLE_RATE)
             taken = 0
