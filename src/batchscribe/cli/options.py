@@ -124,17 +124,20 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 def add_speaker_options(parser: argparse.ArgumentParser) -> None:
     """--diarize, --speakers and the counts (also taken by `aws backfill`, which hands them to its jobs)."""
     speakers = parser.add_argument_group("speakers (who spoke when)")
-    speakers.add_argument("--diarize", dest="speakers", action="store_const", const="diarize",
+    # Both flags share one destination, whose default argparse takes from the first: so both carry it
+    # (with the default on --speakers alone, BATCHSCRIBE_SPEAKERS was ignored, and AWS jobs had no speakers).
+    default = os.environ.get("BATCHSCRIBE_SPEAKERS") or DEFAULTS.speakers or None
+    speakers.add_argument("--diarize", dest="speakers", action="store_const", const="diarize", default=default,
                           help="label speakers from their voices (same as --speakers diarize)")
-    speakers.add_argument("--speakers", choices=("diarize", "channels"),
-                          default=os.environ.get("BATCHSCRIBE_SPEAKERS") or DEFAULTS.speakers or None,
+    speakers.add_argument("--speakers", choices=("diarize", "channels"), default=default,
                           help="diarize: from voices; channels: transcribe each channel on its own (left/right); "
                           "env BATCHSCRIBE_SPEAKERS, which the AWS stack's Speakers parameter sets for its jobs")
     speakers.add_argument("--num-speakers", type=positive, default=None, help="diarize: the exact count per file")
     speakers.add_argument("--min-speakers", type=positive, default=DEFAULTS.min_speakers)
     speakers.add_argument("--max-speakers", type=positive, default=DEFAULTS.max_speakers)
     speakers.add_argument("--speaker-model", default=DEFAULTS.speaker_model,
-                          help="resemblyzer (offline), or pyannote[:MODEL] when pyannote.audio is installed")
+                          help="resemblyzer (offline), pyannote[:MODEL] when pyannote.audio is installed, "
+                          "or package.module:factory (your own encoder; see README)")
 
 
 def speaker_args(args: argparse.Namespace) -> list[str]:

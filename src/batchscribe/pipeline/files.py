@@ -26,7 +26,7 @@ from batchscribe.outputs.segments import build_segments, cue_rules
 from batchscribe.outputs.writers import render
 from batchscribe.results import FailureKind, FileResult, Segment, SourceAudio, Transcript, Word
 from batchscribe.sinks.base import Failure, ResultSink, SettingsKeys
-from batchscribe.speakers import SpeakerCount, channel_segments, diarize, speaker_segments
+from batchscribe.speakers import SpeakerCount, channel_segments, diarize, diarize_sources, speaker_segments
 
 log = logging.getLogger("batchscribe")
 
@@ -217,6 +217,10 @@ class RunFiles:
             raise BatchscribeError(file.speaker_error)
         options = self.options
         count = SpeakerCount(options.num_speakers, options.min_speakers, options.max_speakers)
+        if file.piece_speakers:  # a voice per channel: channels heard apart (speakers/sources.py)
+            segments, file.speaker_turns = diarize_sources(pieces, file.piece_speakers, file.speaker_windows, count,
+                                                           build, keep)
+            return segments
         words, file.speaker_turns = diarize(words, file.speaker_windows, count)
         return speaker_segments(words, build, keep)
 

@@ -1,6 +1,13 @@
 """Who spoke when: speaker labels from diarization (embeddings + clustering) or from channels."""
 
-from batchscribe.speakers.assign import Turn, channel_segments, diarize, joined_turns, speaker_segments
+from batchscribe.speakers.assign import (
+    Turn,
+    channel_segments,
+    diarize,
+    diarize_sources,
+    joined_turns,
+    speaker_segments,
+)
 from batchscribe.speakers.channels import channel_blocks, channel_names
 from batchscribe.speakers.cluster import SpeakerCount, cluster_speakers
 from batchscribe.speakers.embed import DEFAULT_ENCODER, SpeakerEncoder, load_encoder, load_encoder_soon
@@ -20,6 +27,7 @@ __all__ = [
     "cluster_speakers",
     "Turn",
     "diarize",
+    "diarize_sources",
     "joined_turns",
     "embed_piece",
     "load_encoder",

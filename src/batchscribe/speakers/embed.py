@@ -10,11 +10,13 @@ few lines of PyTorch. batchscribe's copy gives the same embeddings (cosine 1.000
 
 A stronger encoder plugs in through `load_encoder`: `pyannote` (or `pyannote:MODEL`) uses
 pyannote.audio's embedding model when the user has installed it (not a default dependency: it
-needs torchaudio and, for the hub models, a login).
+needs torchaudio and, for the hub models, a login); `package.module:factory` calls any factory
+the user writes that returns a `SpeakerEncoder` (clips in, unit vectors out).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -159,9 +161,28 @@ def load_encoder(name: str = DEFAULT_ENCODER) -> SpeakerEncoder:
                 _loaded[name] = ResemblyzerEncoder(resemblyzer_weights())
             elif name == "pyannote" or name.startswith("pyannote:"):
                 _loaded[name] = PyannoteEncoder(name.partition(":")[2] or "pyannote/embedding")
+            elif ":" in name:
+                _loaded[name] = _plugged_in(name)
             else:
-                raise ModelError(f"unknown speaker model {name!r}: use resemblyzer, pyannote or pyannote:MODEL")
+                raise ModelError(
+                    f"unknown speaker model {name!r}: use resemblyzer, pyannote, pyannote:MODEL or "
+                    "package.module:factory (your own SpeakerEncoder)"
+                )
         return _loaded[name]
+
+
+def _plugged_in(name: str) -> SpeakerEncoder:
+    """The encoder made by the factory `name` names ("package.module:factory", importable here)."""
+    module, _, attribute = name.partition(":")
+    try:
+        factory = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ModelError(f"--speaker-model {name}: cannot import {attribute} from {module}: {error}") from error
+    encoder = factory()
+    if not callable(getattr(encoder, "embed", None)):
+        raise ModelError(f"--speaker-model {name}: {attribute}() returned {type(encoder).__name__}, "
+                         "which has no embed(clips) method (see batchscribe.speakers.SpeakerEncoder)")
+    return encoder
 
 
 def load_encoder_soon(name: Optional[str]) -> Callable[[], Optional[SpeakerEncoder]]:

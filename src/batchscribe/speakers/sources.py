@@ -13,7 +13,8 @@ from typing import Iterator, Optional, Union
 
 from batchscribe.audio import SAMPLE_RATE, AudioStream, SpeechPiece, VadOptions, open_audio, speech_pieces
 from batchscribe.results import SourceAudio
-from batchscribe.speakers.channels import channel_blocks, channel_names
+from batchscribe.errors import InputError
+from batchscribe.speakers.channels import channel_blocks, channel_names, channels_apart
 
 
 class _Sources:
@@ -27,7 +28,7 @@ class _Sources:
     def _take(self, name: str, piece: SpeechPiece) -> SpeechPiece:
         self.labels.append(name)
         self.turns.extend((start, end, name) for start, end in piece.regions)
-        return piece
+        return replace(piece, source=name)
 
     def source_audio(self) -> SourceAudio:
         return self.stream.source_audio()
@@ -78,4 +79,13 @@ def speaker_sources(stream: AudioStream, options) -> Optional[Union[ChannelSpeec
         return TrackSpeech(stream)
     if options.speakers == "channels":
         return ChannelSpeech(stream)
+    if options.speakers == "diarize" and stream.channels >= 2 and _apart(stream):
+        return ChannelSpeech(stream)  # a voice per channel: each heard on its own, voices still clustered
     return None
+
+
+def _apart(stream: AudioStream) -> bool:
+    try:
+        return channels_apart(stream.path, stream.track)
+    except (InputError, ValueError):  # the main decode reports a damaged file with its own message
+        return False

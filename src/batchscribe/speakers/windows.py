@@ -19,6 +19,7 @@ class SpeakerWindow:
     start: float
     end: float
     embedding: np.ndarray
+    source: str = ""  # its piece's channel, when --diarize hears a file's channels apart
 
 
 def speech_windows(piece: SpeechPiece) -> list[tuple[float, float, np.ndarray]]:
@@ -48,4 +49,5 @@ def embed_piece(encoder, piece: SpeechPiece) -> list[SpeakerWindow]:
     if not cut:
         return []
     vectors = encoder.embed([audio for _, _, audio in cut])
-    return [SpeakerWindow(start, end, vector) for (start, end, _), vector in zip(cut, vectors, strict=True)]
+    return [SpeakerWindow(start, end, vector, piece.source)
+            for (start, end, _), vector in zip(cut, vectors, strict=True)]
