@@ -10,6 +10,7 @@ import argparse
 import os
 
 from batchscribe.engine.models import BUNDLED
+from batchscribe.jobs.sql import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS
 from batchscribe.options import BACKENDS, DEFAULT_FORMATS, ENCODERS, FORMATS, OPTIONAL_FORMATS, TranscribeOptions
 
 DEFAULT_STORE = ".batchscribe/jobs.db"
@@ -271,8 +272,10 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
                       help="jobs claimed and packed together")  # fmt: skip
     work.add_argument("--lease-seconds", type=float, default=defaults.lease_seconds,
                       help="a claimed job is taken over if its worker is silent this long")  # fmt: skip
-    work.add_argument("--max-attempts", type=positive, default=3, help="failed attempts before a job is dead")
-    work.add_argument("--retry-backoff", type=float, default=10.0, help="seconds before the first retry (doubles)")
+    work.add_argument("--max-attempts", type=positive, default=DEFAULT_MAX_ATTEMPTS,
+                      help="failed attempts before a job is dead")  # fmt: skip
+    work.add_argument("--retry-backoff", type=float, default=DEFAULT_BACKOFF_SECONDS,
+                      help="seconds before the first retry (doubles)")  # fmt: skip
     work.add_argument("--metrics-port", type=int, default=None,
                       help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics (worker process N of "
                       "--workers: PORT+N)")  # fmt: skip
