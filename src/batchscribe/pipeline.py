@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, Protocol
 
 from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
+from batchscribe.audio.readahead import read_ahead
 from batchscribe.engine.backends import load_engine
 from batchscribe.engine.batch import Batch, PieceText, PieceWords, transcribe_batch
 from batchscribe.engine.decoding import DecodeOptions, Engine, LogMel
-from batchscribe.engine.device import Placement, best_batch_size, choose_placement
+from batchscribe.engine.device import Placement, available_cores, best_batch_size, choose_placement
 from batchscribe.engine.models import ResolvedModel, resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
 from batchscribe.checks import check_inputs, check_language, check_output_dir, disk_full
@@ -51,6 +52,7 @@ from batchscribe.speakers.sources import speaker_sources
 FAILURES_FILE = "failures.jsonl"
 LANGUAGE_PROBE_SECONDS = 5.0  # speech gathered before a file's language is detected
 BATCHES_AHEAD = 4  # prepared batches waiting for a model worker
+MAX_AUDIO_WORKERS = 8  # files read at once by default; more rarely pays (python -m bench frontend)
 
 log = logging.getLogger("batchscribe")
 
@@ -108,6 +110,16 @@ class _Speech:
 
 
 @dataclass
+class _Scanned:
+    """What a reader knows of a file once its last piece is out."""
+
+    end: float
+    audio: SourceAudio
+    labels: tuple[str, ...] = ()
+    turns: tuple = ()
+
+
+@dataclass
 class _FileFailed:
     job_id: int
     error: str
@@ -145,10 +157,14 @@ class _Producer(threading.Thread):
 
     def run(self) -> None:
         try:
-            for job_id, job in self.jobs:
-                if self.stop.is_set():
-                    return
-                self._read(job_id, job)
+            files = read_ahead(self.jobs, self._scan, self.options.audio_workers or 1)
+            try:
+                for (job_id, job), scanned in files:
+                    if self.stop.is_set():
+                        return
+                    self._read(job_id, job, scanned)
+            finally:
+                files.close()
             self._flush(list(self._packers))
             self._put(_END)
         except BaseException as error:  # surfaced in the consumer thread
@@ -178,22 +194,37 @@ class _Producer(threading.Thread):
     def batch_taken(self) -> None:
         self._batch_slots.release()
 
-    def _read(self, job_id: int, job: _Job) -> None:
+    def _scan(self, file: tuple[int, _Job]) -> Iterator[SpeechPiece | _Scanned]:
+        """A file's speech pieces, then what is known of it once read (on a reader thread)."""
+        stream = open_audio(file[1].input.path, self.options.audio_track or 1)
+        sources = speaker_sources(stream, self.options)  # --speakers channels, --audio-track all
+        yield from sources.pieces(self.vad) if sources else self._media_timeline(stream)
+        if sources:
+            yield _Scanned(sources.end, sources.source_audio(), tuple(sources.labels), joined_turns(sources.turns))
+        else:
+            yield _Scanned(stream.end, stream.source_audio())
+
+    def _read(self, job_id: int, job: _Job, scanned: Iterator[SpeechPiece | _Scanned]) -> None:
         try:
-            stream = open_audio(job.input.path, self.options.audio_track or 1)
             count = 0
             # not measured: given, English-only, or (multilingual) no speech to measure it on
             language = self.options.language or (None if self.multilingual else "en")
             probability: Optional[float] = None
-            sources = speaker_sources(stream, self.options)  # --speakers channels, --audio-track all
-            found = sources.pieces(self.vad) if sources else self._media_timeline(stream)
-            for piece, language, probability in self._with_language(found):  # noqa: B007 (the last describe the file)
+            ends: list[_Scanned] = []
+
+            def pieces() -> Iterator[SpeechPiece]:
+                for item in scanned:
+                    if isinstance(item, _Scanned):
+                        ends.append(item)
+                    else:
+                        yield item
+
+            for piece, language, probability in self._with_language(pieces()):  # noqa: B007 (the last describe the file)
                 self._add(language, job.initial_prompt, PieceRef(job_id, count, piece))
                 if self.options.speakers == "diarize":
                     self._put(_Speech(job_id, piece))
                 count += 1
-            end, audio = (sources.end, sources.source_audio()) if sources else (stream.end, stream.source_audio())
-            labels, turns = (tuple(sources.labels), joined_turns(sources.turns)) if sources else ((), ())
+            end, audio, labels, turns = ends[0].end, ends[0].audio, ends[0].labels, ends[0].turns
             self._put(_FileRead(job_id, end, count, language, probability, audio, labels, turns))
             if not self.options.packing:  # this file's windows are all known: send them now
                 self._flush([g for g in list(self._packers) + list(self._ready) if g[2] == job_id])
@@ -453,6 +484,9 @@ class Transcriber:
             self.placement = self._placement("torch")  # only PyTorch runs a Hugging Face folder
         if not self.options.batch_size:
             self.options = replace(self.options, batch_size=best_batch_size(self.placement))
+        if not self.options.audio_workers:  # readers on the cores the model leaves free (a GPU's host)
+            spare = available_cores() - self.placement.threads * self.placement.workers
+            self.options = replace(self.options, audio_workers=max(1, min(MAX_AUDIO_WORKERS, spare)))
         self.model_load_seconds = 0.0
         self._engine: Optional[Engine] = None
         self._engine_loader = engine_loader
