@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO
 
 from batchscribe.cli import build_parser
-from batchscribe.jobs.postgres import UNFINISHED_COUNT
+from batchscribe.jobs.sql import UNFINISHED_COUNT
 
 MANIFESTS = sorted((REPO / "deploy" / "kubernetes").glob("*.yaml"))
 PRIMITIVES = {"str": str, "int": int, "bool": bool, "float": (int, float)}

@@ -214,3 +214,23 @@ def test_a_rerun_skips_finished_files_and_transcribes_only_new_ones(tmp_path):
     third = transcriber(idle).run([str(inputs)], out)
     assert [r.status for r in third.results] == ["skipped"] * 3
     assert idle.loads == 0, "nothing to do must not load the model"
+
+
+def test_files_read_on_several_threads_give_the_same_transcripts_and_a_bad_file_still_fails_alone(tmp_path):
+    """--audio-workers 3: files are decoded and their speech found at once, on reader threads;
+    packing, batches and every transcript are as with one reader."""
+    scripts = {"a": [0, 1], "c": [2], "d": [3, 4, 5], "e": [6]}
+    inputs = make_files(tmp_path / "in", scripts)
+    (inputs / "b.wav").write_bytes(np.random.default_rng(0).bytes(20_000))  # not audio at all
+    summaries = {}
+    for workers in (1, 3):
+        options = TranscribeOptions(formats=FORMATS, batch_size=1, audio_workers=workers)
+        engine = FakeEngine()
+        out = tmp_path / f"out{workers}"
+        summaries[workers] = by_name(Transcriber(options, engine_loader=engine.load).run([str(inputs)], out))
+        for name, phrases in scripts.items():
+            assert_written(out, name, phrases)
+        assert summaries[workers]["b"].status == "failed" and "not a recognised audio" in summaries[workers]["b"].error
+    assert {n: r.transcript.text for n, r in summaries[1].items() if r.transcript} == {
+        n: r.transcript.text for n, r in summaries[3].items() if r.transcript
+    }

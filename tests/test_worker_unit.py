@@ -48,14 +48,15 @@ def transcript(tmp_path: Path, name: str) -> str:
 
 
 def test_each_file_is_acknowledged_once_stored_and_a_bad_one_fails_with_its_reason(tmp_path):
-    """a fills the first model batch, b is in the second: when the second is decoded, a's transcript is
-    already stored and its job succeeded, and the junk file is dead with its reason, while b still runs."""
+    """a fills the first model batch (with b's first phrase, if the VAD's pieces leave room for it), b's
+    last phrase is in the second: when the second is decoded, a's transcript is already stored and its
+    job succeeded, and the junk file is dead with its reason, while b still runs."""
     scripts = {"a": [0, 1, 2, 3, 4], "b": [5, 6]}
     store = queue_folder(tmp_path, scripts, junk=("bad",))
     seen = {}
 
     def second_batch(windows: list[list[str]]) -> None:
-        if any(PHRASES[5] in window for window in windows):
+        if any(PHRASES[6] in window for window in windows):
             seen["states"] = states(store)
             seen["a stored"] = (tmp_path / "out" / "a.wav.txt").exists()
 
@@ -90,7 +91,7 @@ def test_the_model_failing_on_a_batch_fails_only_its_unfinished_jobs_which_a_ret
     tries = []
 
     def fail_once(windows: list[list[str]]) -> None:
-        if any(PHRASES[5] in window for window in windows):
+        if any(PHRASES[6] in window for window in windows):  # b's last phrase: always in the second batch
             tries.append({Path(job.key).stem: (job.state, job.attempts, job.last_error) for job in store.jobs()})
             if len(tries) == 1:
                 raise RuntimeError("scripted: CUDA out of memory")

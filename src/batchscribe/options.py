@@ -27,6 +27,7 @@ class TranscribeOptions:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
     threads: int = 0  # 0: one per available core
+    audio_workers: int = 0  # files decoded at once (audio/readahead.py); 0: the cores the model leaves free, >= 1
     encoder: Literal["auto", "ct2", "torch"] = "auto"  # torch: bf16 encoder on AMX CPUs (see engine/device.py)
     backend: Literal["auto", "ct2", "torch"] = "auto"  # the library that runs the model (see engine/device.py)
     overwrite: bool = False
@@ -88,8 +89,8 @@ class TranscribeOptions:
         Decoding controls appear only when changed, so outputs written before they existed are
         still recognised as up to date."""
         settings = asdict(self)
-        for runtime_only in ("batch_size", "device", "compute_type", "threads", "overwrite", "formats", "encoder",
-                             "backend"):
+        for runtime_only in ("batch_size", "device", "compute_type", "threads", "audio_workers", "overwrite", "formats",
+                             "encoder", "backend"):
             settings.pop(runtime_only)
         for name in _LATER_SETTINGS:
             if settings[name] == _DEFAULTS[name]:

@@ -26,6 +26,7 @@ from batchscribe.cli.options import (
     transcribe_options,
 )
 from batchscribe.cli.terminal import StatusTicker, say, setup_logging
+from batchscribe.jobs.sql import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS
 from batchscribe.jobs.store import STATES, JobState, JobStore, StoreMissing, store_location
 
 
@@ -106,7 +107,8 @@ def open_store(args: argparse.Namespace, create: bool = True) -> JobStore:
     they looked, never a new empty store that reports zeros."""
     location = store_path(args)
     try:
-        return JobStore(location, getattr(args, "max_attempts", 3), getattr(args, "retry_backoff", 10.0), create)
+        attempts = getattr(args, "max_attempts", DEFAULT_MAX_ATTEMPTS)
+        return JobStore(location, attempts, getattr(args, "retry_backoff", DEFAULT_BACKOFF_SECONDS), create)
     except StoreMissing as error:
         hint = "" if os.environ.get(STORE_ENV) else (
             "; `run` into a folder keeps its store in OUTPUT/.batchscribe/jobs.db"

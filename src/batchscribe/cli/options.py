@@ -10,6 +10,7 @@ import argparse
 import os
 
 from batchscribe.engine.models import BUNDLED
+from batchscribe.jobs.sql import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS
 from batchscribe.options import BACKENDS, DEFAULT_FORMATS, ENCODERS, FORMATS, OPTIONAL_FORMATS, TranscribeOptions
 
 DEFAULT_STORE = ".batchscribe/jobs.db"
@@ -97,6 +98,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="auto: cuda when a GPU is visible and a backend can use it, else cpu")
     model.add_argument("--compute-type", default=DEFAULTS.compute_type, help="e.g. int8, float16, float32")
     model.add_argument("--threads", type=int, default=DEFAULTS.threads, help="CPU threads (default: 0, one per core)")
+    model.add_argument("--audio-workers", type=positive, default=None, metavar="N",
+                       help="files decoded (and their speech found) at once, ahead of the model (default: the cores "
+                       "the model leaves free, at least 1: 1 on a CPU, more beside a GPU)")  # fmt: skip
     model.add_argument("--batch-size", type=positive, default=None,
                        help="30 s windows per model call (default: the backend's best: 4 on CTranslate2, "
                        "8 on PyTorch, 32 on PyTorch on a GPU)")  # fmt: skip
@@ -197,7 +201,8 @@ def transcribe_options(args: argparse.Namespace, overwrite: bool = False) -> Tra
     return TranscribeOptions(
         model=args.model, language=args.language, task=args.task, formats=args.formats,
         word_timestamps=args.word_timestamps, beam_size=args.beam_size, batch_size=args.batch_size or 0,
-        device=args.device, compute_type=args.compute_type, threads=args.threads, encoder=args.encoder,
+        device=args.device, compute_type=args.compute_type, threads=args.threads, audio_workers=args.audio_workers or 0,
+        encoder=args.encoder,
         backend=args.backend, overwrite=overwrite, initial_prompt=args.initial_prompt, hotwords=args.hotwords,
         temperature=args.temperature, temperature_increment_on_fallback=args.temperature_increment_on_fallback,
         compression_ratio_threshold=args.compression_ratio_threshold, logprob_threshold=args.logprob_threshold,
@@ -274,8 +279,10 @@ def add_worker_options(parser: argparse.ArgumentParser) -> None:
                       help="jobs claimed and packed together")  # fmt: skip
     work.add_argument("--lease-seconds", type=float, default=defaults.lease_seconds,
                       help="a claimed job is taken over if its worker is silent this long")  # fmt: skip
-    work.add_argument("--max-attempts", type=positive, default=3, help="failed attempts before a job is dead")
-    work.add_argument("--retry-backoff", type=float, default=10.0, help="seconds before the first retry (doubles)")
+    work.add_argument("--max-attempts", type=positive, default=DEFAULT_MAX_ATTEMPTS,
+                      help="failed attempts before a job is dead")  # fmt: skip
+    work.add_argument("--retry-backoff", type=float, default=DEFAULT_BACKOFF_SECONDS,
+                      help="seconds before the first retry (doubles)")  # fmt: skip
     work.add_argument("--metrics-port", type=int, default=None,
                       help="serve Prometheus metrics at http://METRICS_HOST:PORT/metrics (worker process N of "
                       "--workers: PORT+N)")  # fmt: skip

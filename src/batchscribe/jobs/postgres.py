@@ -15,17 +15,12 @@ from typing import Iterator, Optional, Union
 
 from batchscribe.errors import BatchscribeError, OptionsError
 from batchscribe.jobs import migrations
+from batchscribe.jobs.sql import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, SqlJobStore
 from batchscribe.jobs.store import (
     JOB_COLUMNS,
-    LETTER_COLUMNS,
     MAX_LOST_LEASES,
-    STATES,
-    DeadLetter,
     Job,
-    JobState,
-    JobStore,
     StoreMissing,
-    StoreStatus,
     store_location,
 )
 from batchscribe.storage.objects import StoredObject
@@ -41,12 +36,15 @@ class StoreUnreachable(BatchscribeError):
     """The PostgreSQL server cannot be reached (or refused the login) when the store is opened."""
 
 
-class PostgresJobStore(JobStore):
+class PostgresJobStore(SqlJobStore):
+    placeholder = "%s"
+    lock_rows = " FOR UPDATE"
+
     def __init__(
         self,
         location: Union[str, os.PathLike],
-        max_attempts: int = 3,
-        backoff_seconds: float = 10.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
         create: bool = True,
     ):
         try:
@@ -95,6 +93,8 @@ class PostgresJobStore(JobStore):
         with self._pool.connection() as conn:
             with conn.cursor() as cursor:
                 yield cursor
+
+    _write = _read = _transaction  # the server isolates each transaction; reads need nothing more
 
     def _migrate(self, create: bool) -> None:
         table = migrations.MIGRATIONS_TABLE
@@ -146,82 +146,6 @@ class PostgresJobStore(JobStore):
             ).fetchall()
         return sorted((Job(**row) for row in rows), key=lambda job: job.id)
 
-    def heartbeat(self, owner: str, job_ids: list[int], lease_seconds: float) -> int:
-        with self._transaction() as cur:
-            now = self._now(cur)
-            return cur.execute(
-                "UPDATE jobs SET lease_expires=%s WHERE id = ANY(%s) AND lease_owner=%s AND state='running'",
-                (now + lease_seconds, list(job_ids), owner),
-            ).rowcount
-
-    def succeed(self, job_id: int, owner: str, audio_seconds: float) -> bool:
-        with self._transaction() as cur:
-            now = self._now(cur)
-            done = cur.execute(
-                "UPDATE jobs SET state='succeeded', audio_seconds=%s, updated=%s, finished=%s, "
-                "last_error=NULL WHERE id=%s AND lease_owner=%s AND state='running'",
-                (audio_seconds, now, now, job_id, owner),
-            ).rowcount
-            if done == 1:
-                return True
-            again = "SELECT 1 FROM jobs WHERE id=%s AND lease_owner=%s AND state='succeeded'"
-            return cur.execute(again, (job_id, owner)).fetchone() is not None
-
-    def fail(self, job_id: int, owner: str, error: str, permanent: bool = False) -> Optional[JobState]:
-        with self._transaction() as cur:
-            now = self._now(cur)
-            row = cur.execute(
-                "SELECT attempts FROM jobs WHERE id=%s AND lease_owner=%s AND state='running' FOR UPDATE",
-                (job_id, owner),
-            ).fetchone()
-            if row is None:
-                return None
-            attempts = row["attempts"] + 1
-            state, not_before = self.next_failure(attempts, permanent, now)
-            cur.execute(
-                "UPDATE jobs SET state=%s, attempts=%s, last_error=%s, lease_owner=NULL, not_before=%s, updated=%s, "
-                "finished=%s WHERE id=%s",
-                (state.value, attempts, error, not_before, now, now if state is JobState.DEAD else None, job_id),
-            )
-        return state
-
-    def release(self, owner: str, job_ids: list[int]) -> None:
-        with self._transaction() as cur:
-            cur.execute(
-                "UPDATE jobs SET state = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'queued' END, "
-                "lease_owner=NULL, not_before=0, updated=%s WHERE id = ANY(%s) AND lease_owner=%s AND state='running'",
-                (self._now(cur), list(job_ids), owner),
-            )
-
-    def retry(self, job_ids: Optional[list[int]] = None, dead: bool = False) -> int:
-        reset = "UPDATE jobs SET state='queued', attempts=0, lost_leases=0, not_before=0, updated=%s, finished=NULL "
-        with self._transaction() as cur:
-            now = self._now(cur)
-            if dead:
-                return cur.execute(reset + "WHERE state='dead'", (now,)).rowcount
-            return cur.execute(
-                reset + "WHERE id = ANY(%s) AND state IN ('dead', 'retrying')", (now, list(job_ids or []))
-            ).rowcount
-
-    def dead_letter(self, origin: str, body: str, error: str) -> None:
-        with self._transaction() as cur:
-            cur.execute(
-                "INSERT INTO dead_letters (received, origin, body, error) VALUES (%s, %s, %s, %s)",
-                (self._now(cur), origin, body.replace("\x00", "\ufffd"), error),  # TEXT cannot hold NUL
-            )
-
-    def jobs(self, state: Optional[str] = None, limit: int = 1000, offset: int = 0) -> list[Job]:
-        where = " WHERE state=%s" if state else ""
-        query = f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY id LIMIT %s OFFSET %s"
-        with self._transaction() as cur:
-            rows = cur.execute(query, ((str(state), limit, offset) if state else (limit, offset))).fetchall()
-        return [Job(**row) for row in rows]
-
-    def job(self, job_id: int) -> Optional[Job]:
-        with self._transaction() as cur:
-            row = cur.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id=%s", (job_id,)).fetchone()
-        return None if row is None else Job(**row)
-
     def _succeeded_by_bucket(self, since: float, bucket_seconds: int) -> dict[int, tuple[int, float]]:
         with self._transaction() as cur:
             rows = cur.execute(
@@ -230,43 +154,3 @@ class PostgresJobStore(JobStore):
                 (since, bucket_seconds, since),
             ).fetchall()
         return {row["bucket"]: (row["n"], row["s"]) for row in rows}
-
-    def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
-        with self._transaction() as cur:
-            rows = cur.execute(f"SELECT {LETTER_COLUMNS} FROM dead_letters ORDER BY id LIMIT %s", (limit,)).fetchall()
-        return [DeadLetter(**row) for row in rows]
-
-    def unfinished(self) -> int:
-        with self._transaction() as cur:
-            return cur.execute(UNFINISHED_COUNT).fetchone()["count"]
-
-    def queued(self) -> int:
-        with self._transaction() as cur:
-            return cur.execute(QUEUED_NOW).fetchone()["n"]
-
-    def status(self) -> StoreStatus:
-        counts = dict.fromkeys(STATES, 0)
-        with self._transaction() as cur:
-            now = self._now(cur)
-            for row in cur.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
-                counts[row["state"]] = row["n"]
-            oldest = cur.execute("SELECT MIN(created) AS t FROM jobs WHERE state='queued'").fetchone()["t"]
-            recent = cur.execute(
-                "SELECT COUNT(*) AS n, COALESCE(SUM(audio_seconds), 0) AS s FROM jobs "
-                "WHERE state='succeeded' AND finished >= %s",
-                (now - 3600,),
-            ).fetchone()
-            letters = cur.execute("SELECT COUNT(*) AS n FROM dead_letters").fetchone()["n"]
-        return StoreStatus(counts, letters, None if oldest is None else now - oldest, recent["n"], recent["s"])
-
-
-# Jobs queued, running or waiting for a retry: what an autoscaler scales workers on (running ones
-# count, so scaling down never takes a worker whose batch is still needed). deploy/kubernetes/keda.yaml
-# runs this query as it is; its test checks that it is the same text.
-UNFINISHED_COUNT = "SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running', 'retrying')"
-# Jobs a worker could claim now (due queued/retrying ones and expired leases).
-QUEUED_NOW = (
-    "SELECT COUNT(*) AS n FROM jobs WHERE (state IN ('queued', 'retrying') "
-    "AND not_before <= EXTRACT(EPOCH FROM clock_timestamp())) "
-    "OR (state = 'running' AND lease_expires < EXTRACT(EPOCH FROM clock_timestamp()))"
-)

@@ -18,18 +18,12 @@ from pathlib import Path
 from typing import Iterator, Optional, Union
 
 from batchscribe.jobs import migrations
+from batchscribe.jobs.sql import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, SqlJobStore
 from batchscribe.jobs.store import (
     JOB_COLUMNS,
-    LETTER_COLUMNS,
     MAX_LOST_LEASES,
-    STATES,
-    UNFINISHED,
-    DeadLetter,
     Job,
-    JobState,
-    JobStore,
     StoreMissing,
-    StoreStatus,
     store_location,
 )
 from batchscribe.storage.objects import StoredObject
@@ -49,12 +43,12 @@ class _Held:
         self.db.close()
 
 
-class SqliteJobStore(JobStore):
+class SqliteJobStore(SqlJobStore):
     def __init__(
         self,
         location: Union[str, os.PathLike],
-        max_attempts: int = 3,
-        backoff_seconds: float = 10.0,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
         create: bool = True,
     ):
         self.location = store_location(location)
@@ -119,6 +113,9 @@ class SqliteJobStore(JobStore):
             if db.in_transaction:
                 db.execute("COMMIT")
 
+    def _now(self, cur: object) -> float:
+        return time.time()
+
     def _migrate(self) -> None:
         with self._write() as db:
             table = migrations.MIGRATIONS_TABLE
@@ -159,85 +156,6 @@ class SqliteJobStore(JobStore):
             ).fetchall()
         return sorted((Job(**dict(row)) for row in rows), key=lambda job: job.id)
 
-    def heartbeat(self, owner: str, job_ids: list[int], lease_seconds: float) -> int:
-        with self._write() as db:
-            expires = time.time() + lease_seconds
-            held = 0
-            for job_id in job_ids:
-                held += db.execute(
-                    "UPDATE jobs SET lease_expires=? WHERE id=? AND lease_owner=? AND state='running'",
-                    (expires, job_id, owner),
-                ).rowcount
-            return held
-
-    def succeed(self, job_id: int, owner: str, audio_seconds: float) -> bool:
-        now = time.time()
-        with self._write() as db:
-            cursor = db.execute(
-                "UPDATE jobs SET state='succeeded', audio_seconds=?, updated=?, finished=?, "
-                "last_error=NULL WHERE id=? AND lease_owner=? AND state='running'",
-                (audio_seconds, now, now, job_id, owner),
-            )
-            if cursor.rowcount == 1:
-                return True
-            again = "SELECT 1 FROM jobs WHERE id=? AND lease_owner=? AND state='succeeded'"
-            return db.execute(again, (job_id, owner)).fetchone() is not None
-
-    def fail(self, job_id: int, owner: str, error: str, permanent: bool = False) -> Optional[JobState]:
-        now = time.time()
-        with self._write() as db:
-            row = db.execute(
-                "SELECT attempts FROM jobs WHERE id=? AND lease_owner=? AND state='running'", (job_id, owner)
-            ).fetchone()
-            if row is None:
-                return None
-            attempts = row["attempts"] + 1
-            state, not_before = self.next_failure(attempts, permanent, now)
-            db.execute(
-                "UPDATE jobs SET state=?, attempts=?, last_error=?, lease_owner=NULL, not_before=?, updated=?, "
-                "finished=? WHERE id=?",
-                (state.value, attempts, error, not_before, now, now if state is JobState.DEAD else None, job_id),
-            )
-        return state
-
-    def release(self, owner: str, job_ids: list[int]) -> None:
-        with self._write() as db:
-            db.executemany(
-                "UPDATE jobs SET state = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'queued' END, "
-                "lease_owner=NULL, not_before=0, updated=? WHERE id=? AND lease_owner=? AND state='running'",
-                [(time.time(), job_id, owner) for job_id in job_ids],
-            )
-
-    def retry(self, job_ids: Optional[list[int]] = None, dead: bool = False) -> int:
-        now = time.time()
-        reset = "UPDATE jobs SET state='queued', attempts=0, lost_leases=0, not_before=0, updated=?, finished=NULL "
-        with self._write() as db:
-            if dead:
-                return db.execute(reset + "WHERE state='dead'", (now,)).rowcount
-            return sum(
-                db.execute(reset + "WHERE id=? AND state IN ('dead', 'retrying')", (now, job_id)).rowcount
-                for job_id in job_ids or []
-            )
-
-    def dead_letter(self, origin: str, body: str, error: str) -> None:
-        with self._write() as db:
-            db.execute(
-                "INSERT INTO dead_letters (received, origin, body, error) VALUES (?, ?, ?, ?)",
-                (time.time(), origin, body, error),
-            )
-
-    def jobs(self, state: Optional[str] = None, limit: int = 1000, offset: int = 0) -> list[Job]:
-        where = " WHERE state=?" if state else ""
-        query = f"SELECT {JOB_COLUMNS} FROM jobs{where} ORDER BY id LIMIT ? OFFSET ?"
-        with self._read() as db:
-            rows = db.execute(query, ((str(state), limit, offset) if state else (limit, offset))).fetchall()
-        return [Job(**dict(row)) for row in rows]
-
-    def job(self, job_id: int) -> Optional[Job]:
-        with self._read() as db:
-            row = db.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id=?", (job_id,)).fetchone()
-        return None if row is None else Job(**dict(row))
-
     def _succeeded_by_bucket(self, since: float, bucket_seconds: int) -> dict[int, tuple[int, float]]:
         with self._read() as db:
             rows = db.execute(
@@ -246,35 +164,3 @@ class SqliteJobStore(JobStore):
                 (since, bucket_seconds, since),
             ).fetchall()
         return {row[0]: (row[1], row[2]) for row in rows}
-
-    def dead_letters(self, limit: int = 1000) -> list[DeadLetter]:
-        with self._read() as db:
-            rows = db.execute(f"SELECT {LETTER_COLUMNS} FROM dead_letters ORDER BY id LIMIT ?", (limit,)).fetchall()
-        return [DeadLetter(**dict(row)) for row in rows]
-
-    def unfinished(self) -> int:
-        with self._read() as db:
-            return db.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?, ?)", UNFINISHED).fetchone()[0]
-
-    def queued(self) -> int:
-        now = time.time()
-        with self._read() as db:
-            return db.execute(
-                "SELECT COUNT(*) FROM jobs WHERE (state IN ('queued', 'retrying') AND not_before <= ?) "
-                "OR (state='running' AND lease_expires < ?)",
-                (now, now),
-            ).fetchone()[0]
-
-    def status(self) -> StoreStatus:
-        now = time.time()
-        counts = dict.fromkeys(STATES, 0)
-        with self._read() as db:
-            for row in db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
-                counts[row["state"]] = row["n"]
-            oldest = db.execute("SELECT MIN(created) FROM jobs WHERE state='queued'").fetchone()[0]
-            recent = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(audio_seconds), 0) FROM jobs WHERE state='succeeded' AND finished >= ?",
-                (now - 3600,),
-            ).fetchone()
-            letters = db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
-        return StoreStatus(counts, letters, None if oldest is None else now - oldest, recent[0], recent[1])

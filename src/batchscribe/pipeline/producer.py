@@ -1,5 +1,6 @@
-"""The audio thread: decodes each file, finds its speech, detects its language and packs windows
-(with their log-mel features) into batches, ahead of the model, so decoding overlaps inference.
+"""The audio thread: decodes each file and finds its speech (on reader threads, audio/readahead.py),
+detects its language and packs windows (with their log-mel features) into batches, ahead of the
+model, so decoding overlaps inference.
 
 It tells the model loop about each file through the messages below: FileRead (all of a file's
 pieces are packed), Speech (a piece to embed for diarization), FileFailed; END when done.
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
+from batchscribe.audio.readahead import read_ahead
 from batchscribe.engine.batch import Batch
 from batchscribe.engine.decoding import Engine, LogMel
 from batchscribe.engine.models import ResolvedModel
@@ -46,6 +48,16 @@ class Speech:
 
     file_id: int
     piece: SpeechPiece
+
+
+@dataclass
+class Scanned:
+    """What a reader knows of a file once its last piece is out."""
+
+    end: float
+    audio: SourceAudio
+    labels: tuple[str, ...] = ()
+    turns: tuple = ()
 
 
 @dataclass
@@ -86,10 +98,14 @@ class Producer(threading.Thread):
 
     def run(self) -> None:
         try:
-            for file_id, file in self.files:
-                if self.stop.is_set():
-                    return
-                self._read(file_id, file)
+            files = read_ahead(self.files, self._scan, self.options.audio_workers or 1)
+            try:
+                for (file_id, file), scanned in files:
+                    if self.stop.is_set():
+                        return
+                    self._read(file_id, file, scanned)
+            finally:
+                files.close()
             self._flush(list(self._packers))
             self._put(END)
         except BaseException as error:  # surfaced in the consumer thread
@@ -119,22 +135,37 @@ class Producer(threading.Thread):
     def batch_taken(self) -> None:
         self._batch_slots.release()
 
-    def _read(self, file_id: int, file: FileInFlight) -> None:
+    def _scan(self, item: tuple[int, FileInFlight]) -> Iterator[SpeechPiece | Scanned]:
+        """A file's speech pieces, then what is known of it once read (on a reader thread)."""
+        stream = open_audio(item[1].source.path, self.options.audio_track or 1)
+        sources = speaker_sources(stream, self.options)  # --speakers channels, --audio-track all
+        yield from sources.pieces(self.vad) if sources else self._media_timeline(stream)
+        if sources:
+            yield Scanned(sources.end, sources.source_audio(), tuple(sources.labels), joined_turns(sources.turns))
+        else:
+            yield Scanned(stream.end, stream.source_audio())
+
+    def _read(self, file_id: int, file: FileInFlight, scanned: Iterator[SpeechPiece | Scanned]) -> None:
         try:
-            stream = open_audio(file.source.path, self.options.audio_track or 1)
             count = 0
             # not measured: given, English-only, or (multilingual) no speech to measure it on
             language = self.options.language or (None if self.multilingual else "en")
             probability: Optional[float] = None
-            sources = speaker_sources(stream, self.options)  # --speakers channels, --audio-track all
-            found = sources.pieces(self.vad) if sources else self._media_timeline(stream)
-            for piece, language, probability in self._with_language(found):  # noqa: B007 (the last describe the file)
+            ends: list[Scanned] = []
+
+            def pieces() -> Iterator[SpeechPiece]:
+                for item in scanned:
+                    if isinstance(item, Scanned):
+                        ends.append(item)
+                    else:
+                        yield item
+
+            for piece, language, probability in self._with_language(pieces()):  # noqa: B007 (the last describe the file)
                 self._add(language, file.initial_prompt, PieceRef(file_id, count, piece))
                 if self.options.speakers == "diarize":
                     self._put(Speech(file_id, piece))
                 count += 1
-            end, audio = (sources.end, sources.source_audio()) if sources else (stream.end, stream.source_audio())
-            labels, turns = (tuple(sources.labels), joined_turns(sources.turns)) if sources else ((), ())
+            end, audio, labels, turns = ends[0].end, ends[0].audio, ends[0].labels, ends[0].turns
             self._put(FileRead(file_id, end, count, language, probability, audio, labels, turns))
             if not self.options.packing:  # this file's windows are all known: send them now
                 self._flush([g for g in list(self._packers) + list(self._ready) if g[2] == file_id])

@@ -20,7 +20,7 @@ from batchscribe.checks import check_inputs, check_language, check_output_dir
 from batchscribe.engine.backends import load_engine
 from batchscribe.engine.batch import PieceWords, transcribe_batch
 from batchscribe.engine.decoding import DecodeOptions, Engine
-from batchscribe.engine.device import Placement, best_batch_size, choose_placement
+from batchscribe.engine.device import Placement, available_cores, best_batch_size, choose_placement
 from batchscribe.engine.models import ResolvedModel, resolve_model
 from batchscribe.errors import BatchscribeError, ModelError, OptionsError
 from batchscribe.inputs import discover
@@ -34,6 +34,7 @@ from batchscribe.sinks.folder import FolderSink
 from batchscribe.speakers import SpeakerCount, embed_piece, load_encoder_soon
 
 log = logging.getLogger("batchscribe")
+MAX_AUDIO_WORKERS = 8  # files read at once by default; more rarely pays (python -m bench frontend)
 
 Destination = Union[ResultSink, Path, str, None]
 
@@ -77,6 +78,9 @@ class Transcriber:
             self.placement = self._placement("torch")  # only PyTorch runs a Hugging Face folder
         if not self.options.batch_size:
             self.options = replace(self.options, batch_size=best_batch_size(self.placement))
+        if not self.options.audio_workers:  # readers on the cores the model leaves free (a GPU's host)
+            spare = available_cores() - self.placement.threads * self.placement.workers
+            self.options = replace(self.options, audio_workers=max(1, min(MAX_AUDIO_WORKERS, spare)))
         self.model_load_seconds = 0.0
         self._engine: Optional[Engine] = None
         self._engine_loader = engine_loader
