@@ -87,9 +87,9 @@ class _Timed:
 def front_end(files: list[Path], n_mels: int) -> dict:
     """Run the pipeline's audio-thread calls over `files`; seconds of audio and of each stage."""
     from batchscribe.audio import VadOptions, open_audio, speech_pieces
-    from batchscribe.engine.batch import Batch
-    from batchscribe.engine.decoding import LogMel
-    from batchscribe.engine.packing import PieceRef, WindowPacker
+    from batchscribe.engine.batching.batch import Batch
+    from batchscribe.engine.backends.base import LogMel
+    from batchscribe.engine.batching.packing import PieceRef, WindowPacker
 
     mel = LogMel(n_mels)
     packer = WindowPacker("en")  # one packer across files, as the pipeline packs a language's pieces
@@ -122,7 +122,7 @@ def front_end(files: list[Path], n_mels: int) -> dict:
 
 def _worker(files: list[Path], n_mels: int, start, results) -> None:
     from batchscribe.audio import speech_pieces
-    from batchscribe.engine.decoding import LogMel
+    from batchscribe.engine.backends.base import LogMel
 
     # Warm before the clock starts: imports done, the VAD model loaded, the mel filters built.
     list(speech_pieces([np.zeros(16000, np.float32)]))

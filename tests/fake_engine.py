@@ -29,7 +29,7 @@ from conftest import DATA
 from media import speech
 
 from batchscribe.audio import SAMPLE_RATE
-from batchscribe.engine.decoding import FRAMES_PER_SECOND, WINDOW_SECONDS, DecodedWindow, LogMel
+from batchscribe.engine.backends.base import FRAMES_PER_SECOND, WINDOW_SECONDS, DecodedWindow, LogMel
 from batchscribe.errors import OptionsError
 from batchscribe.results import Word
 

@@ -6,9 +6,9 @@ import pytest
 from conftest import LONGFORM
 
 from batchscribe.audio import open_audio
-from batchscribe.engine.ct2_weights import read_weights
-from batchscribe.engine.device import choose_encoder, cpu_has_bf16_matrix_units
-from batchscribe.engine.models import resolve_model
+from batchscribe.engine.models.ct2_weights import read_weights
+from batchscribe.engine.placement import choose_encoder, cpu_has_bf16_matrix_units
+from batchscribe.engine.models.resolve import resolve_model
 from batchscribe.errors import OptionsError
 
 torch = pytest.importorskip("torch")
@@ -24,7 +24,7 @@ def windows(n: int, mels: int) -> np.ndarray:
 
 @pytest.mark.parametrize("name", ["tiny.en", "base"])
 def test_bf16_encoder_matches_ctranslate2(name):
-    from batchscribe.engine.torch_encoder import Bf16Encoder
+    from batchscribe.engine.backends.torch_encoder import Bf16Encoder
 
     path = resolve_model(name).path
     model = ctranslate2.models.Whisper(str(path), device="cpu", compute_type="int8")
@@ -60,7 +60,7 @@ def test_language_from_the_speech_alone_agrees_with_the_padded_window(backend):
     from conftest import DATA
 
     from batchscribe.engine.backends import load_engine
-    from batchscribe.engine.device import choose_placement
+    from batchscribe.engine.placement import choose_placement
 
     engine = load_engine(resolve_model("base"), choose_placement(threads=2, encoder="torch", backend=backend))
     assert engine.encodes_speech_alone

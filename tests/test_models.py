@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from batchscribe.engine import models
+from batchscribe.engine.models import resolve as models
 from batchscribe.errors import ModelError
 
 

@@ -1,7 +1,7 @@
 import numpy as np
 
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
-from batchscribe.engine.packing import PieceRef, WindowPacker, assign_words
+from batchscribe.engine.batching.packing import PieceRef, WindowPacker, assign_words
 from batchscribe.results import Word
 
 
@@ -44,7 +44,7 @@ def test_words_go_to_the_piece_they_were_spoken_in_with_source_times():
 
 
 def test_punctuation_joins_its_word_and_keeps_its_times():
-    from batchscribe.engine.timing import attach_punctuation
+    from batchscribe.engine.backends.timing import attach_punctuation
 
     words = attach_punctuation(
         [

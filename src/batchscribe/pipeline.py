@@ -21,11 +21,11 @@ from typing import Callable, Iterator, Optional, Protocol
 
 from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
 from batchscribe.engine.backends import load_engine
-from batchscribe.engine.batch import Batch, PieceText, PieceWords, transcribe_batch
-from batchscribe.engine.decoding import DecodeOptions, Engine, LogMel
-from batchscribe.engine.device import Placement, best_batch_size, choose_placement
-from batchscribe.engine.models import ResolvedModel, resolve_model
-from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
+from batchscribe.engine.batching.batch import Batch, PieceText, PieceWords, transcribe_batch
+from batchscribe.engine.backends.base import DecodeOptions, Engine, LogMel
+from batchscribe.engine.placement import Placement, best_batch_size, choose_placement
+from batchscribe.engine.models.resolve import ResolvedModel, resolve_model
+from batchscribe.engine.batching.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
 from batchscribe.checks import check_inputs, check_language, check_output_dir, disk_full
 from batchscribe.confidence import language_warnings
 from batchscribe.errors import BatchscribeError, ModelError, OptionsError, OutputError

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
-from batchscribe.engine.regions import place_words
+from batchscribe.engine.batching.regions import place_words
 from batchscribe.results import Word
 
 WINDOW_SECONDS = 30.0

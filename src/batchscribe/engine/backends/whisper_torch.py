@@ -21,17 +21,17 @@ from transformers import AttentionInterface, EncoderDecoderCache, WhisperForCond
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.utils import logging as transformers_logging
 
-from batchscribe.engine.decoding import (
+from batchscribe.engine.backends.base import (
     TOKENS_PER_SECOND,
     DecodedWindow,
     DecodeOptions,
     TextAndFeatures,
     new_token_limit,
 )
-from batchscribe.engine.device import Placement
-from batchscribe.engine.models import ENGLISH_ONLY_VOCABULARY
-from batchscribe.engine.timing import words_from_alignment
-from batchscribe.engine.torch_search import Hypothesis, SearchSettings, new_cache, search
+from batchscribe.engine.placement import Placement
+from batchscribe.engine.models.resolve import ENGLISH_ONLY_VOCABULARY
+from batchscribe.engine.backends.timing import words_from_alignment
+from batchscribe.engine.backends.torch_search import Hypothesis, SearchSettings, new_cache, search
 from batchscribe.errors import ModelError
 from batchscribe.results import Word
 

@@ -95,7 +95,7 @@ class ResolvedModel:
         so the audio thread can compute features while it loads."""
         if self.layout == "hf":
             return int(json.loads((self.path / "config.json").read_text())["num_mel_bins"])
-        from batchscribe.engine.ct2_weights import variable_shape
+        from batchscribe.engine.models.ct2_weights import variable_shape
 
         return variable_shape(self.path / "model.bin", "encoder/conv1/weight")[1]
 
@@ -193,7 +193,7 @@ def _assemble(model: BundledModel) -> Path:
 def _complete(model: BundledModel, path: Path) -> None:
     """The published checksum proves the bytes are the ones uploaded, not that all were uploaded:
     small's two packages hold 180 MiB of a model that needs more (it ends in decoder layer 3)."""
-    from batchscribe.engine.ct2_weights import check_complete
+    from batchscribe.engine.models.ct2_weights import check_complete
 
     try:
         check_complete(path)

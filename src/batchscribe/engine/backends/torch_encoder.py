@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from batchscribe.engine.ct2_weights import read_weights
+from batchscribe.engine.models.ct2_weights import read_weights
 
 
 class TorchEncoder:

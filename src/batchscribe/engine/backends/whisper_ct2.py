@@ -13,7 +13,7 @@ import ctranslate2
 import numpy as np
 from faster_whisper.tokenizer import Tokenizer
 
-from batchscribe.engine.decoding import (
+from batchscribe.engine.backends.base import (
     FRAMES_PER_SECOND,
     MAX_FRAMES,
     DecodedWindow,
@@ -21,8 +21,8 @@ from batchscribe.engine.decoding import (
     TextAndFeatures,
     new_token_limit,
 )
-from batchscribe.engine.device import Placement
-from batchscribe.engine.timing import words_from_alignment
+from batchscribe.engine.placement import Placement
+from batchscribe.engine.backends.timing import words_from_alignment
 from batchscribe.errors import ModelError
 from batchscribe.results import Word
 
@@ -44,7 +44,7 @@ class WhisperCT2(TextAndFeatures):
         super().__init__(model_path, self.model.n_mels, self.model.is_multilingual, placement.workers)
         self._torch_encoder = None
         if placement.encoder == "torch-bf16":
-            from batchscribe.engine.torch_encoder import Bf16Encoder
+            from batchscribe.engine.backends.torch_encoder import Bf16Encoder
 
             self._torch_encoder = Bf16Encoder(model_path, placement.threads)
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from batchscribe.engine.ct2_weights import read_weights
-from batchscribe.engine.models import ENGLISH_ONLY_VOCABULARY, cache_dir, file_stamp, read_vocabulary, sha256_of
+from batchscribe.engine.models.ct2_weights import read_weights
+from batchscribe.engine.models.resolve import ENGLISH_ONLY_VOCABULARY, cache_dir, file_stamp, read_vocabulary, sha256_of
 from batchscribe.errors import ModelError
 
 WEIGHTS = "model.safetensors"

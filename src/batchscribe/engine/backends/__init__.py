@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from batchscribe.engine.decoding import Engine
-from batchscribe.engine.device import Placement
-from batchscribe.engine.models import ResolvedModel
+from batchscribe.engine.backends.base import Engine
+from batchscribe.engine.placement import Placement
+from batchscribe.engine.models.resolve import ResolvedModel
 
 
 def load_engine(model: ResolvedModel, placement: Placement) -> Engine:
     if placement.backend == "torch":
-        from batchscribe.engine.hf_weights import hf_folder
-        from batchscribe.engine.whisper_torch import WhisperTorch
+        from batchscribe.engine.models.hf_weights import hf_folder
+        from batchscribe.engine.backends.whisper_torch import WhisperTorch
 
         return WhisperTorch(model.path if model.layout == "hf" else hf_folder(model.path), placement)
-    from batchscribe.engine.whisper_ct2 import WhisperCT2
+    from batchscribe.engine.backends.whisper_ct2 import WhisperCT2
 
     return WhisperCT2(model.path, placement)

@@ -17,8 +17,8 @@ from typing import Callable
 import numpy as np
 
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
-from batchscribe.engine.packing import PieceRef, Window, assign_words
-from batchscribe.engine.decoding import CONFIDENT_LANGUAGE, DecodedWindow, DecodeOptions, Engine
+from batchscribe.engine.batching.packing import PieceRef, Window, assign_words
+from batchscribe.engine.backends.base import CONFIDENT_LANGUAGE, DecodedWindow, DecodeOptions, Engine
 from batchscribe.results import Word
 
 MIN_WORDS_PER_SECOND = 1.0
