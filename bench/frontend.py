@@ -89,7 +89,8 @@ def front_end(files: list[Path], n_mels: int) -> dict:
     from batchscribe.audio import VadOptions, open_audio, speech_pieces
     from batchscribe.engine.batching.batch import Batch
     from batchscribe.engine.backends.base import LogMel
-    from batchscribe.engine.batching.packing import PieceRef, WindowPacker
+    from batchscribe.engine.batching.packing import WindowPacker
+    from batchscribe.engine.windows import PieceRef
 
     mel = LogMel(n_mels)
     packer = WindowPacker("en")  # one packer across files, as the pipeline packs a language's pieces

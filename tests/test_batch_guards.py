@@ -4,7 +4,7 @@ import numpy as np
 
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
 from batchscribe.engine.batching.batch import _copies, _preference
-from batchscribe.engine.batching.packing import PieceRef, Window
+from batchscribe.engine.windows import PieceRef, Window
 from batchscribe.engine.backends.base import DecodedWindow
 from batchscribe.results import Word
 

@@ -1,7 +1,8 @@
 import numpy as np
 
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
-from batchscribe.engine.batching.packing import PieceRef, WindowPacker, assign_words
+from batchscribe.engine.batching.packing import WindowPacker, assign_words
+from batchscribe.engine.windows import PieceRef
 from batchscribe.results import Word
 
 

@@ -25,7 +25,8 @@ from batchscribe.engine.batching.batch import Batch, PieceText, PieceWords, tran
 from batchscribe.engine.backends.base import DecodeOptions, Engine, LogMel
 from batchscribe.engine.placement import Placement, best_batch_size, choose_placement
 from batchscribe.engine.models.resolve import ResolvedModel, resolve_model
-from batchscribe.engine.batching.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
+from batchscribe.engine.batching.packing import WindowPacker
+from batchscribe.engine.windows import WINDOW_SECONDS, PieceRef, Window
 from batchscribe.checks import check_inputs, check_language, check_output_dir, disk_full
 from batchscribe.confidence import language_warnings
 from batchscribe.errors import BatchscribeError, ModelError, OptionsError, OutputError

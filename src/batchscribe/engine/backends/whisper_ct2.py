@@ -18,7 +18,7 @@ from batchscribe.engine.backends.base import (
     MAX_FRAMES,
     DecodedWindow,
     DecodeOptions,
-    TextAndFeatures,
+    Engine,
     new_token_limit,
 )
 from batchscribe.engine.placement import Placement
@@ -26,7 +26,7 @@ from batchscribe.engine.backends.timing import words_from_alignment
 from batchscribe.errors import ModelError
 from batchscribe.results import Word
 
-class WhisperCT2(TextAndFeatures):
+class WhisperCT2(Engine):
     """Decoding and alignment on CTranslate2; the encoder on CTranslate2 or, on CPUs with bf16
     matrix units, on PyTorch (see torch_encoder.py), as `placement.encoder` says."""
 

@@ -25,12 +25,13 @@ from batchscribe.engine.backends.base import (
     TOKENS_PER_SECOND,
     DecodedWindow,
     DecodeOptions,
-    TextAndFeatures,
+    Engine,
     new_token_limit,
 )
 from batchscribe.engine.placement import Placement
 from batchscribe.engine.models.resolve import ENGLISH_ONLY_VOCABULARY
 from batchscribe.engine.backends.timing import words_from_alignment
+from batchscribe.engine.backends.torch_encoder import Float32Conv
 from batchscribe.engine.backends.torch_search import Hypothesis, SearchSettings, new_cache, search
 from batchscribe.errors import ModelError
 from batchscribe.results import Word
@@ -70,21 +71,7 @@ def _keep_attention_off_cudnn() -> None:
     torch.backends.cuda.enable_cudnn_sdp(False)
 
 
-class _Float32Conv(torch.nn.Module):
-    """The encoder's first convolution reads the raw log-mel; in bf16 its rounding alone costs
-    accuracy (tiny.en, 513 s long-form: WER 12.2% against 11.7%) for 1.5% of the encoder's work."""
-
-    def __init__(self, conv: torch.nn.Conv1d, out_dtype: torch.dtype):
-        super().__init__()
-        self.conv = conv.float()
-        self.stride = conv.stride  # transformers reads it to check the input length
-        self.out_dtype = out_dtype
-
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.conv(mel.float()).to(self.out_dtype)
-
-
-class WhisperTorch(TextAndFeatures):
+class WhisperTorch(Engine):
     """A transformers Whisper model in `model_path` (Hugging Face layout), run by PyTorch."""
 
     def __init__(self, model_path: Path, placement: Placement):
@@ -103,7 +90,7 @@ class WhisperTorch(TextAndFeatures):
         encoder = model.model.encoder
         self._feature_dtype = self.dtype
         if self.dtype == torch.bfloat16:
-            encoder.conv1 = _Float32Conv(encoder.conv1, self.dtype)
+            encoder.conv1 = Float32Conv(encoder.conv1, self.dtype)
             self._feature_dtype = torch.float32
         self.model = model
         config, generation = model.config, model.generation_config
@@ -174,7 +161,7 @@ class WhisperTorch(TextAndFeatures):
 
     def encode(self, features: np.ndarray) -> torch.Tensor:
         """transformers' encoder layers over any number of frames: its forward insists on 3000,
-        and language detection needs only the speech (see TextAndFeatures.detect_language)."""
+        and language detection needs only the speech (see Engine.detect_language)."""
         encoder = self.model.model.encoder
         mel = torch.from_numpy(features).to(self.device, self._feature_dtype)
         hidden = F.gelu(encoder.conv2(F.gelu(encoder.conv1(mel)))).transpose(1, 2)

@@ -17,7 +17,8 @@ from typing import Callable
 import numpy as np
 
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
-from batchscribe.engine.batching.packing import PieceRef, Window, assign_words
+from batchscribe.engine.batching.packing import assign_words
+from batchscribe.engine.windows import PieceRef, Window
 from batchscribe.engine.backends.base import CONFIDENT_LANGUAGE, DecodedWindow, DecodeOptions, Engine
 from batchscribe.results import Word
 
