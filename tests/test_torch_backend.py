@@ -11,6 +11,7 @@ import torch
 
 from batchscribe.audio import open_audio
 from batchscribe.engine.models import resolve as models
+from batchscribe.engine.models.verify import sha256_of
 from batchscribe.engine.models.ct2_weights import read_weights
 from batchscribe.engine.backends.base import DecodeOptions
 from batchscribe.engine.placement import Placement, choose_placement, cpu_has_bf16_matrix_units
@@ -52,7 +53,7 @@ def test_a_damaged_conversion_is_rebuilt(tiny_hf, monkeypatch):
         handle.seek(-1, 2)
         handle.write(bytes([last[0] ^ 0xFF]))
     assert hf_folder(models.resolve_model("tiny.en").path) == tiny_hf
-    assert models.sha256_of([weights]) == recorded
+    assert sha256_of([weights]) == recorded
 
 
 def test_model_folders_are_told_apart(tiny_hf):
