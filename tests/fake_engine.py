@@ -158,7 +158,7 @@ class FakeEngine:
         if language != "en" or task != "transcribe":
             raise OptionsError(f"the fake engine is English-only: it cannot {task} '{language}' audio")
 
-    def detect_language(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]:
+    def detect_language(self, pieces: list) -> tuple[str, float]:
         return "en", 1.0
 
     def decode(self, features: np.ndarray, content_seconds: list[float], language: str, options: object) -> list:

@@ -55,7 +55,7 @@ def test_encoder_choice():
 
 @pytest.mark.parametrize("backend", ["ct2", "torch"])
 def test_language_from_the_speech_alone_agrees_with_the_padded_window(backend):
-    """Detection encodes only the probe's speech (see TextAndFeatures.detect_language); on every
+    """Detection encodes only the probe's speech (see Engine.language_in_window); on every
     multilingual recording it must name the language the full 30 s window names."""
     from conftest import DATA
 
@@ -69,6 +69,6 @@ def test_language_from_the_speech_alone_agrees_with_the_padded_window(backend):
     for path in files:
         audio = np.concatenate(list(open_audio(path).blocks()))[: 12 * 16000]
         features = engine.features(np.pad(audio, (0, 480000 - audio.size)))
-        speech_only = engine.detect_language(features, content_seconds=audio.size / 16000)
-        padded = engine.detect_language(features)
+        speech_only = engine.language_in_window(features, content_seconds=audio.size / 16000)
+        padded = engine.language_in_window(features)
         assert speech_only[0] == padded[0], path.name

@@ -26,7 +26,7 @@ from batchscribe.engine.backends.base import DecodeOptions, Engine, LogMel
 from batchscribe.engine.placement import Placement, best_batch_size, choose_placement
 from batchscribe.engine.models.resolve import ResolvedModel, resolve_model
 from batchscribe.engine.batching.packing import WindowPacker
-from batchscribe.engine.windows import WINDOW_SECONDS, PieceRef, Window
+from batchscribe.engine.windows import PieceRef, Window
 from batchscribe.checks import check_inputs, check_language, check_output_dir, disk_full
 from batchscribe.confidence import language_warnings
 from batchscribe.errors import BatchscribeError, ModelError, OptionsError, OutputError
@@ -224,24 +224,14 @@ class _Producer(threading.Thread):
                 held.append(piece)
                 if sum(p.duration for p in held) < LANGUAGE_PROBE_SECONDS:
                     continue
-                language, probability = self._detect(held)
+                language, probability = self.load_engine().detect_language(held)
                 yield from ((p, language, probability) for p in held)
                 held = []
             else:
                 yield piece, language, probability
         if held:
-            language, probability = self._detect(held)
+            language, probability = self.load_engine().detect_language(held)
             yield from ((p, language, probability) for p in held)
-
-    def _detect(self, pieces: list[SpeechPiece]) -> tuple[str, float]:
-        window = Window("", [])
-        for index, piece in enumerate(pieces):
-            offset = window.end + 0.2 if window.pieces else 0.0
-            if offset + piece.duration > WINDOW_SECONDS:
-                break
-            window.pieces.append(PieceRef(-1, index, piece, offset))
-            piece.language_probed = True  # its language is the one detected: no need to check it again
-        return self.load_engine().detect_language(self.mel.features(window.audio()), window.end)
 
     def _group(self, language: str, initial_prompt: Optional[str], file_id: int) -> tuple:
         """Pieces share windows and batches only within a group: one language, one initial prompt

@@ -7,13 +7,15 @@ The packer (batching/packing.py) fills windows with pieces of many files; langua
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
 
 WINDOW_SECONDS = 30.0
+PIECE_GAP_SECONDS = 1.0  # silence between two pieces of a window
+FILL_LIMIT_SECONDS = 29.0  # a window's speech ends by then
 
 
 @dataclass
@@ -36,6 +38,15 @@ class Window:
     def end(self) -> float:
         return self.pieces[-1].offset + self.pieces[-1].piece.duration if self.pieces else 0.0
 
+    def fits(self, duration: float, gap: float = PIECE_GAP_SECONDS, limit: float = FILL_LIMIT_SECONDS) -> bool:
+        """Whether a piece of `duration` seconds still fits after this window's last one."""
+        return self.end + gap + duration <= limit
+
+    def place(self, ref: PieceRef, gap: float = PIECE_GAP_SECONDS) -> None:
+        """Put `ref` `gap` seconds after the last piece (at 0 in an empty window)."""
+        ref.offset = self.end + gap if self.pieces else 0.0
+        self.pieces.append(ref)
+
     def audio(self) -> np.ndarray:
         buffer = np.zeros(int(WINDOW_SECONDS * SAMPLE_RATE), np.float32)
         for ref in self.pieces:
@@ -43,3 +54,14 @@ class Window:
             samples = ref.piece.audio[: buffer.size - start]
             buffer[start : start + samples.size] = samples
         return buffer
+
+
+def lay_out(pieces: Sequence[SpeechPiece], language: str = "") -> Window:
+    """The first of `pieces` laid in one window as the packer lays them (PIECE_GAP_SECONDS apart,
+    within FILL_LIMIT_SECONDS); the first piece always, the rest until one does not fit."""
+    window = Window(language)
+    for index, piece in enumerate(pieces):
+        if window.pieces and not window.fits(piece.duration):
+            break
+        window.place(PieceRef(-1, index, piece))
+    return window

@@ -7,13 +7,15 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import tokenizers
 from faster_whisper.feature_extractor import FeatureExtractor
 from faster_whisper.tokenizer import Tokenizer
 
-from batchscribe.engine.windows import WINDOW_SECONDS
+from batchscribe.audio import SpeechPiece
+from batchscribe.engine.windows import WINDOW_SECONDS, lay_out
 from batchscribe.errors import ModelError, OptionsError
 from batchscribe.results import Word
 
@@ -119,8 +121,24 @@ class Engine:
 
     encodes_speech_alone = False  # whether _language_of takes fewer than 3000 frames
 
-    def detect_language(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]:
-        """The most likely language of a window and its probability.
+    def detect_language(self, pieces: Sequence[SpeechPiece]) -> tuple[str, float]:
+        """The language spoken in `pieces` (a file's first speech, in order, or one piece) and its
+        probability (0-1); an English-only model hears English.
+
+        The pieces are laid in one window as the packer lays them (windows.lay_out: 1 s apart,
+        as many as fit); those heard are marked `language_probed`, so the code-switching check
+        (batching/batch.py) does not ask again about them.
+        """
+        if not self.is_multilingual:
+            return "en", 1.0
+        window = lay_out(pieces)
+        for ref in window.pieces:
+            ref.piece.language_probed = True
+        return self.language_in_window(self.features(window.audio()), window.end)
+
+    def language_in_window(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]:
+        """The most likely language of one window's (n_mels, 3000) features, whose speech ends at
+        `content_seconds`, and its probability.
 
         An encoder that takes any length (PyTorch's) encodes just the speech (at least 10 s)
         instead of a padded 30 s window: about 3x less work per file, and on 105 real files

@@ -134,8 +134,7 @@ def _other_languages(engine: Engine, batch: Batch, decoded: list[DecodedWindow])
             if len(window.pieces) == 1:
                 heard, probability = output.detected  # the window is this piece
             else:
-                alone = Window(language, [PieceRef(ref.file_id, ref.index, ref.piece, 0.0)])
-                heard, probability = engine.detect_language(engine.features(alone.audio()), alone.end)
+                heard, probability = engine.detect_language([ref.piece])
             if heard != language and probability >= CONFIDENT_LANGUAGE:
                 found.setdefault(heard, []).append(ref)
     return found

@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Optional
 
 from batchscribe.engine.batching.regions import place_words
-from batchscribe.engine.windows import PieceRef, Window
+from batchscribe.engine.windows import FILL_LIMIT_SECONDS, PIECE_GAP_SECONDS, PieceRef, Window
 from batchscribe.results import Word
+
 
 class WindowPacker:
     """First-fit packing over a few open windows; a full window is emitted at once."""
 
     def __init__(
-        self, language: str, gap: float = 1.0, limit: float = 29.0, open_windows: int = 4,
+        self, language: str, gap: float = PIECE_GAP_SECONDS, limit: float = FILL_LIMIT_SECONDS, open_windows: int = 4,
         initial_prompt: Optional[str] = None,
     ):  # fmt: skip
         self.language = language
@@ -31,17 +32,17 @@ class WindowPacker:
         """Place `ref`; return the windows that are now complete."""
         duration = ref.piece.duration
         for window in self._open:
-            if window.end + self.gap + duration <= self.limit:
-                ref.offset = window.end + self.gap
-                window.pieces.append(ref)
+            if window.fits(duration, self.gap, self.limit):
+                window.place(ref, self.gap)
                 return self._take_full()
         done = []
         if len(self._open) >= self.open_windows:
             fullest = max(self._open, key=lambda w: w.end)
             self._open.remove(fullest)
             done.append(fullest)
-        ref.offset = 0.0
-        self._open.append(Window(self.language, [ref], self.initial_prompt))
+        window = Window(self.language, [], self.initial_prompt)
+        window.place(ref)
+        self._open.append(window)
         return done + self._take_full()
 
     def _take_full(self) -> list[Window]:
