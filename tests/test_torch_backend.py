@@ -70,7 +70,7 @@ def test_hub_names_without_network_name_the_offline_models(monkeypatch):
 
 
 def test_backend_placement():
-    assert choose_placement(device="cpu").backend == "ct2"  # auto: the faster one on CPUs (see device.py)
+    assert choose_placement(device="cpu").backend == "ct2"  # auto: the faster one on CPUs (see engine/placement.py)
     placement = choose_placement(device="cpu", backend="torch")
     assert placement.backend == "torch" and placement.encoder == "torch"
     assert placement.compute_type == ("bfloat16" if cpu_has_bf16_matrix_units() else "float32")

@@ -416,7 +416,7 @@ class Transcriber:
     """A model loaded once (on first use) that transcribes run after run: what a worker keeps.
 
     `engine_loader` makes the engine from the resolved model and its placement: the backend's
-    (engine/backends.py) unless a test hands in another, such as a fake that returns scripted words.
+    (engine/backends/__init__.py) unless a test hands in another, such as a fake that returns scripted words.
     """
 
     def __init__(
@@ -593,7 +593,7 @@ def _transcribe(
         producer.stop.set()
         producer.join(timeout=5)
         raise
-    # code-switching (engine/batch.py): a multilingual model with no --language follows a change of language
+    # code-switching (engine/batching/batch.py): a multilingual model with no --language follows a change of language
     follow_language = model.multilingual and not options.language
     decode_options = replace(decode_options_of(options), detect_language=follow_language)
     speaker_jobs: dict[Future, int] = {}  # embeddings in flight -> their file

@@ -1,4 +1,5 @@
-"""Load a resolved model on the backend its placement names (see device.py for the choice)."""
+"""The backends that run Whisper, each an Engine (base.py); load_engine loads a resolved model on
+the one its placement names (see engine/placement.py for the choice)."""
 
 from __future__ import annotations
 

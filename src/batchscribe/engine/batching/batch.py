@@ -163,7 +163,7 @@ def _decode_unheard(
     """Decode again, alone, each utterance of a piece that got no word while the rest of it did.
 
     Whisper sometimes skips one short utterance among many ("no, go, no" came out "no, no") or
-    stops before the last ones; the words of the rest are then all laid elsewhere (engine/regions.py),
+    stops before the last ones; the words of the rest are then all laid elsewhere (regions.py),
     and this speech would be lost without a sign. A piece with no word at all is left to the
     no-speech test (silence, noise). `word_language` tags the new words (a piece that changed
     language, see _other_languages)."""

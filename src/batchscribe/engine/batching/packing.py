@@ -60,7 +60,7 @@ def assign_words(window: Window, words: list[Word]) -> list[list[Word]]:
 
     A word belongs to the piece whose span, widened by half the gap around it, holds its
     midpoint; times are clipped to that piece so no word leaks into a neighbour's audio, then laid
-    on the piece's speech regions, each word with a length (engine/regions.py).
+    on the piece's speech regions, each word with a length (regions.py).
     """
     per_piece: list[list[Word]] = [[] for _ in window.pieces]
     bounds = [(ref.offset, ref.offset + ref.piece.duration) for ref in window.pieces]
