@@ -58,11 +58,8 @@ class WhisperCT2(Engine):
         return self._torch_encoder is not None
 
     def _language_of(self, features: np.ndarray) -> tuple[str, float]:
-        if features.shape[-1] < MAX_FRAMES:
-            encoded = ctranslate2.StorageView.from_array(self._torch_encoder(features[np.newaxis]))
-        else:
-            encoded = self.encode(features[np.newaxis])
-        token, probability = self.model.detect_language(encoded)[0][0]
+        """Shorter than 3000 frames only with the torch encoder (encodes_speech_alone), which encode uses."""
+        token, probability = self.model.detect_language(self.encode(features[np.newaxis]))[0][0]
         return token[2:-2], probability
 
     def decode(

@@ -177,11 +177,8 @@ class WhisperTorch(Engine):
         with torch.inference_mode():
             encoded = self.encode(features[np.newaxis])
             tokens = torch.tensor([[sot]], device=self.device)
-            logits = self._step(tokens, encoded, new_cache())[0][0].float()
-        names, ids = list(self._languages), list(self._languages.values())
-        probabilities = logits[ids].softmax(-1)
-        best = int(probabilities.argmax())
-        return names[best][2:-2], float(probabilities[best])
+            logits = self._step(tokens, encoded, new_cache())[0].float()
+        return self._languages_after_sot(logits)[0]
 
     def decode(
         self, features: np.ndarray, content_seconds: list[float], language: str, options: DecodeOptions
