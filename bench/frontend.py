@@ -6,7 +6,7 @@ no language probe): audio seconds per CPU second per input format, and scaling o
 
 The corpus is transcoded once (PyAV) into a cache under the temp folder, at its own sample rate and
 channels: FLAC as shipped, MP3 (LAME, 64 kb/s) and AAC in M4A (64 kb/s). Each process runs the same
-calls the pipeline's audio thread makes (audio.open_audio, audio.speech_pieces, engine.packing's
+calls the pipeline's audio thread makes (audio.open_audio, audio.speech_pieces, engine.batching.packing's
 WindowPacker, Batch.prepare with LogMel) over the whole corpus; with N processes every process gets
 its own copy of the work, they start together, and throughput is N x audio over the wall time.
 Results go to RESULTS/frontend.{json,md}.
