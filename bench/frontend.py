@@ -6,7 +6,7 @@ no language probe): audio seconds per CPU second per input format, and scaling o
 
 The corpus is transcoded once (PyAV) into a cache under the temp folder, at its own sample rate and
 channels: FLAC as shipped, MP3 (LAME, 64 kb/s) and AAC in M4A (64 kb/s). Each process runs the same
-calls the pipeline's audio thread makes (audio.open_audio, audio.speech_pieces, engine.packing's
+calls the pipeline's audio thread makes (audio.open_audio, audio.speech_pieces, engine.batching.packing's
 WindowPacker, Batch.prepare with LogMel) over the whole corpus; with N processes every process gets
 its own copy of the work, they start together, and throughput is N x audio over the wall time.
 Results go to RESULTS/frontend.{json,md}.
@@ -87,9 +87,10 @@ class _Timed:
 def front_end(files: list[Path], n_mels: int) -> dict:
     """Run the pipeline's audio-thread calls over `files`; seconds of audio and of each stage."""
     from batchscribe.audio import VadOptions, open_audio, speech_pieces
-    from batchscribe.engine.batch import Batch
-    from batchscribe.engine.decoding import LogMel
-    from batchscribe.engine.packing import PieceRef, WindowPacker
+    from batchscribe.engine.batching.batch import Batch
+    from batchscribe.engine.backends.base import LogMel
+    from batchscribe.engine.batching.packing import WindowPacker
+    from batchscribe.engine.windows import PieceRef
 
     mel = LogMel(n_mels)
     packer = WindowPacker("en")  # one packer across files, as the pipeline packs a language's pieces
@@ -122,7 +123,7 @@ def front_end(files: list[Path], n_mels: int) -> dict:
 
 def _worker(files: list[Path], n_mels: int, start, results) -> None:
     from batchscribe.audio import speech_pieces
-    from batchscribe.engine.decoding import LogMel
+    from batchscribe.engine.backends.base import LogMel
 
     # Warm before the clock starts: imports done, the VAD model loaded, the mel filters built.
     list(speech_pieces([np.zeros(16000, np.float32)]))

@@ -39,7 +39,7 @@ def transformers_pipeline(model_dir: str, out: Path, files: list[str], batch_siz
     from transformers import pipeline
 
     torch.set_num_threads(threads)
-    torch.backends.cuda.enable_cudnn_sdp(False)  # the fix batchscribe applies too (engine/whisper_torch.py)
+    torch.backends.cuda.enable_cudnn_sdp(False)  # the fix batchscribe applies too (engine/backends/whisper_torch.py)
     started = time.perf_counter()
     dtype = torch.float16 if device == "cuda" else torch.float32
     asr = pipeline("automatic-speech-recognition", model=model_dir, device=device, dtype=dtype)

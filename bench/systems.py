@@ -25,14 +25,14 @@ BACKEND_OF = {
 
 
 def ct2_model(name: str) -> Path:
-    from batchscribe.engine.models import resolve_model
+    from batchscribe.engine.models.resolve import resolve_model
 
     return resolve_model(name).path
 
 
 def hf_model(name: str) -> Path:
     """The same weights in Hugging Face format, converted once, for the seed approach."""
-    from batchscribe.engine.models import cache_dir
+    from batchscribe.engine.models.resolve import cache_dir
 
     target = cache_dir() / "hf" / name.strip("/").replace("/", "_")  # a size name or a model folder
     if not (target / "model.safetensors").exists():

@@ -29,7 +29,8 @@ from conftest import DATA
 from media import speech
 
 from batchscribe.audio import SAMPLE_RATE
-from batchscribe.engine.decoding import FRAMES_PER_SECOND, WINDOW_SECONDS, DecodedWindow, LogMel
+from batchscribe.engine.backends.base import FRAMES_PER_SECOND, DecodedWindow, LogMel
+from batchscribe.engine.windows import WINDOW_SECONDS
 from batchscribe.errors import OptionsError
 from batchscribe.results import Word
 
@@ -133,7 +134,7 @@ def _decoded(runs: list[tuple[int, float, float]]) -> DecodedWindow:
 
 
 class FakeEngine:
-    """An Engine (engine/decoding.py) for English that returns the phrases its tones name."""
+    """An Engine (engine/backends/base.py) for English that returns the phrases its tones name."""
 
     is_multilingual = False
 
@@ -157,7 +158,7 @@ class FakeEngine:
         if language != "en" or task != "transcribe":
             raise OptionsError(f"the fake engine is English-only: it cannot {task} '{language}' audio")
 
-    def detect_language(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]:
+    def detect_language(self, pieces: list) -> tuple[str, float]:
         return "en", 1.0
 
     def decode(self, features: np.ndarray, content_seconds: list[float], language: str, options: object) -> list:

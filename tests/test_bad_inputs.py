@@ -183,7 +183,7 @@ def test_a_failing_model_ends_the_run_with_its_reason(tmp_path, monkeypatch, cap
     """What an H200 with CUDA 13 did to CTranslate2 at its first batch: no traceback, exit 2,
     the library's message, nothing half-written."""
     from batchscribe import cli
-    from batchscribe.engine.whisper_ct2 import WhisperCT2
+    from batchscribe.engine.backends.whisper_ct2 import WhisperCT2
 
     def fail(*_args, **_kwargs):
         raise RuntimeError("Library libcublas.so.12 is not found or cannot be loaded")

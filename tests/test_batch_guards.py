@@ -3,9 +3,9 @@
 import numpy as np
 
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
-from batchscribe.engine.batch import _copies, _preference
-from batchscribe.engine.packing import PieceRef, Window
-from batchscribe.engine.decoding import DecodedWindow
+from batchscribe.engine.batching.batch import _copies, _preference
+from batchscribe.engine.windows import PieceRef, Window
+from batchscribe.engine.backends.base import DecodedWindow
 from batchscribe.results import Word
 
 
@@ -38,7 +38,7 @@ def test_a_repetition_loop_loses_to_a_less_confident_clean_decode():
 
 
 def test_a_short_window_cannot_loop_for_the_whole_decoder_context():
-    from batchscribe.engine.decoding import MAX_TOKENS, new_token_limit
+    from batchscribe.engine.backends.base import MAX_TOKENS, new_token_limit
 
     assert new_token_limit(29.0) == MAX_TOKENS // 2  # Whisper's own sample length
     assert new_token_limit(3.0) < 80

@@ -14,7 +14,7 @@ from conftest import DATA, reference, run_cli, wer
 
 from batchscribe.cli import build_parser
 from batchscribe.cli.options import transcribe_options
-from batchscribe.engine.regions import MIN_WORD_SECONDS, place_words
+from batchscribe.engine.batching.regions import MIN_WORD_SECONDS, place_words
 from batchscribe.outputs.segments import CueRules, build_segments, ends_sentence
 from batchscribe.outputs.writers import cues, to_srt, to_vtt
 from batchscribe.results import Transcript, Word

@@ -1,8 +1,8 @@
 import ctranslate2
 import pytest
 
-from batchscribe.engine import device
-from batchscribe.engine.device import _split_cores, best_batch_size, choose_placement
+from batchscribe.engine import placement as device
+from batchscribe.engine.placement import _split_cores, best_batch_size, choose_placement
 from batchscribe.errors import OptionsError
 
 

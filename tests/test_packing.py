@@ -1,7 +1,8 @@
 import numpy as np
 
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
-from batchscribe.engine.packing import PieceRef, WindowPacker, assign_words
+from batchscribe.engine.batching.packing import WindowPacker, assign_words
+from batchscribe.engine.windows import PieceRef
 from batchscribe.results import Word
 
 
@@ -44,7 +45,7 @@ def test_words_go_to_the_piece_they_were_spoken_in_with_source_times():
 
 
 def test_punctuation_joins_its_word_and_keeps_its_times():
-    from batchscribe.engine.timing import attach_punctuation
+    from batchscribe.engine.backends.timing import attach_punctuation
 
     words = attach_punctuation(
         [
@@ -57,3 +58,32 @@ def test_punctuation_joins_its_word_and_keeps_its_times():
         ]
     )
     assert [(w.word, w.start, w.end) for w in words] == [(" He", 0, 1), (" said,", 1, 1.2), (' "Go."', 3.1, 4)]
+
+
+def test_language_detection_lays_a_files_first_pieces_out_as_the_packer_does():
+    """One window layout: the probe window (windows.lay_out) puts pieces where the packer would."""
+    from batchscribe.engine.backends.base import Engine
+    from batchscribe.engine.windows import lay_out
+
+    pieces = [_piece(0.0, seconds) for seconds in (2.0, 3.0, 1.5, 20.0, 4.0)]
+    packer = WindowPacker("", open_windows=1)
+    packed = [window for index, piece in enumerate(pieces) for window in packer.add(PieceRef(-1, index, piece))]
+    laid = lay_out(pieces)
+    assert [r.offset for r in laid.pieces] == [0.0, 3.0, 7.0]  # 1 s apart; the 20 s piece does not fit in 29 s
+    assert [(r.index, r.offset) for r in packed[0].pieces] == [(r.index, r.offset) for r in laid.pieces]
+
+    class Heard(Engine):  # the shared base's detection, on a backend that only reports what it was given
+        def __init__(self):
+            self.is_multilingual, self.given = True, []
+
+        def features(self, window_audio):
+            return window_audio
+
+        def language_in_window(self, features, content_seconds=30.0):
+            self.given.append(content_seconds)
+            return "de", 0.9
+
+    engine = Heard()
+    assert engine.detect_language(pieces) == ("de", 0.9)
+    assert engine.given == [8.5]  # the window's speech ends at 7.0 + 1.5 s
+    assert [p.language_probed for p in pieces] == [True, True, True, False, False]

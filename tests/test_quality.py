@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from batchscribe.engine.device import cpu_has_bf16_matrix_units
+from batchscribe.engine.placement import cpu_has_bf16_matrix_units
 from conftest import DATA, LIBRISPEECH, LONGFORM, reference, run_cli, wer
 
 pytestmark = pytest.mark.e2e

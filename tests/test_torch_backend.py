@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from batchscribe.audio import open_audio
-from batchscribe.engine import models
-from batchscribe.engine.ct2_weights import read_weights
-from batchscribe.engine.decoding import DecodeOptions
-from batchscribe.engine.device import Placement, choose_placement, cpu_has_bf16_matrix_units
-from batchscribe.engine.hf_weights import CHECKSUM, WEIGHTS, hf_folder
+from batchscribe.engine.models import resolve as models
+from batchscribe.engine.models.verify import sha256_of
+from batchscribe.engine.models.ct2_weights import read_weights
+from batchscribe.engine.backends.base import DecodeOptions
+from batchscribe.engine.placement import Placement, choose_placement, cpu_has_bf16_matrix_units
+from batchscribe.engine.models.hf_weights import CHECKSUM, WEIGHTS, hf_folder
 from batchscribe.errors import ModelError, OptionsError
 from conftest import LIBRISPEECH, wer
 
@@ -52,7 +53,7 @@ def test_a_damaged_conversion_is_rebuilt(tiny_hf, monkeypatch):
         handle.seek(-1, 2)
         handle.write(bytes([last[0] ^ 0xFF]))
     assert hf_folder(models.resolve_model("tiny.en").path) == tiny_hf
-    assert models.sha256_of([weights]) == recorded
+    assert sha256_of([weights]) == recorded
 
 
 def test_model_folders_are_told_apart(tiny_hf):
@@ -69,7 +70,7 @@ def test_hub_names_without_network_name_the_offline_models(monkeypatch):
 
 
 def test_backend_placement():
-    assert choose_placement(device="cpu").backend == "ct2"  # auto: the faster one on CPUs (see device.py)
+    assert choose_placement(device="cpu").backend == "ct2"  # auto: the faster one on CPUs (see engine/placement.py)
     placement = choose_placement(device="cpu", backend="torch")
     assert placement.backend == "torch" and placement.encoder == "torch"
     assert placement.compute_type == ("bfloat16" if cpu_has_bf16_matrix_units() else "float32")
@@ -82,7 +83,7 @@ def test_backend_placement():
 
 
 def test_beams_sharing_one_copy_of_the_encoder_keys_attend_as_if_each_had_its_own():
-    from batchscribe.engine.whisper_torch import _beams_share_encoder
+    from batchscribe.engine.backends.whisper_torch import _beams_share_encoder
 
     class Cross(torch.nn.Module):
         is_causal = False
@@ -99,8 +100,8 @@ def test_beams_sharing_one_copy_of_the_encoder_keys_attend_as_if_each_had_its_ow
 
 def test_torch_decoder_agrees_with_ctranslate2_on_real_windows(tiny_hf):
     """Same texts (within a few words) and the same word times (within 0.1 s) on packed windows."""
-    from batchscribe.engine.whisper_ct2 import WhisperCT2
-    from batchscribe.engine.whisper_torch import WhisperTorch
+    from batchscribe.engine.backends.whisper_ct2 import WhisperCT2
+    from batchscribe.engine.backends.whisper_torch import WhisperTorch
 
     torch_engine = WhisperTorch(tiny_hf, choose_placement(device="cpu", threads=2, backend="torch"))
     ct2_engine = WhisperCT2(models.resolve_model("tiny.en").path, Placement("cpu", "int8", 2, 1))
@@ -121,7 +122,7 @@ def test_torch_decoder_agrees_with_ctranslate2_on_real_windows(tiny_hf):
 
 
 def test_median_filter_matches_the_sort_based_one():
-    from batchscribe.engine.whisper_torch import _median_filter
+    from batchscribe.engine.backends.whisper_torch import _median_filter
 
     weights = torch.randn(8, 40, 700)
     expected = torch.nn.functional.pad(weights, (3, 3), mode="reflect").unfold(-1, 7, 1).median(-1).values

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Literal, Optional
 
-ENCODERS = ("auto", "ct2", "torch")  # engine/device.py says what each means
+ENCODERS = ("auto", "ct2", "torch")  # engine/placement.py says what each means
 BACKENDS = ("auto", "ct2", "torch")
 
 FORMATS = ("txt", "srt", "vtt", "json", "tsv")
@@ -23,13 +23,13 @@ class TranscribeOptions:
     formats: tuple[str, ...] = DEFAULT_FORMATS
     word_timestamps: bool = False
     beam_size: int = 5
-    batch_size: int = 0  # 30 s windows per model call; 0: the backend's best (engine/device.py)
+    batch_size: int = 0  # 30 s windows per model call; 0: the backend's best (engine/placement.py)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "auto"
     threads: int = 0  # 0: one per available core
     audio_workers: int = 0  # files decoded at once (audio/readahead.py); 0: the cores the model leaves free, >= 1
-    encoder: Literal["auto", "ct2", "torch"] = "auto"  # torch: bf16 encoder on AMX CPUs (see engine/device.py)
-    backend: Literal["auto", "ct2", "torch"] = "auto"  # the library that runs the model (see engine/device.py)
+    encoder: Literal["auto", "ct2", "torch"] = "auto"  # torch: bf16 encoder on AMX CPUs (see engine/placement.py)
+    backend: Literal["auto", "ct2", "torch"] = "auto"  # the library that runs the model (see engine/placement.py)
     overwrite: bool = False
     # Who spoke when (see speakers/): "" none, "diarize" (speaker embeddings, clustered per file) or
     # "channels" (each channel transcribed on its own); the counts bound diarization's estimate.

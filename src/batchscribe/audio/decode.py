@@ -141,7 +141,6 @@ class AudioStream:
 
     path: Path
     codec: str
-    source_rate: int
     channels: int
     declared_end: Optional[float]
     tracks: tuple[AudioTrack, ...]
@@ -292,7 +291,6 @@ def open_audio(path: str | os.PathLike, track: int = 1) -> AudioStream:
     return AudioStream(
         path=path,
         codec=stream.codec_context.name,
-        source_rate=stream.rate or 0,
         channels=stream.channels or 0,
         declared_end=_declared_end(container, stream),
         tracks=tracks,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from batchscribe.engine.models import BUNDLED
+from batchscribe.engine.models.resolve import BUNDLED
 from batchscribe.jobs.sql import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS
 from batchscribe.options import BACKENDS, DEFAULT_FORMATS, ENCODERS, FORMATS, OPTIONAL_FORMATS, TranscribeOptions
 

@@ -15,7 +15,7 @@ from typing import Optional, Protocol
 
 from batchscribe.checks import disk_full
 from batchscribe.confidence import language_warnings
-from batchscribe.engine.batch import PieceText
+from batchscribe.engine.batching.batch import PieceText
 from batchscribe.errors import BatchscribeError, OutputError
 from batchscribe.inputs import InputFile
 from batchscribe.names import shown, text_key

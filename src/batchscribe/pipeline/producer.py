@@ -15,10 +15,11 @@ from typing import Callable, Iterator, Optional
 
 from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
 from batchscribe.audio.readahead import read_ahead
-from batchscribe.engine.batch import Batch
-from batchscribe.engine.decoding import Engine, LogMel
-from batchscribe.engine.models import ResolvedModel
-from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
+from batchscribe.engine.batching.batch import Batch
+from batchscribe.engine.backends.base import Engine, LogMel
+from batchscribe.engine.models.resolve import ResolvedModel
+from batchscribe.engine.batching.packing import WindowPacker
+from batchscribe.engine.windows import PieceRef, Window
 from batchscribe.errors import BatchscribeError
 from batchscribe.options import TranscribeOptions
 from batchscribe.pipeline.files import FileInFlight
@@ -195,24 +196,14 @@ class Producer(threading.Thread):
                 held.append(piece)
                 if sum(p.duration for p in held) < LANGUAGE_PROBE_SECONDS:
                     continue
-                language, probability = self._detect(held)
+                language, probability = self.load_engine().detect_language(held)
                 yield from ((p, language, probability) for p in held)
                 held = []
             else:
                 yield piece, language, probability
         if held:
-            language, probability = self._detect(held)
+            language, probability = self.load_engine().detect_language(held)
             yield from ((p, language, probability) for p in held)
-
-    def _detect(self, pieces: list[SpeechPiece]) -> tuple[str, float]:
-        window = Window("", [])
-        for index, piece in enumerate(pieces):
-            offset = window.end + 0.2 if window.pieces else 0.0
-            if offset + piece.duration > WINDOW_SECONDS:
-                break
-            window.pieces.append(PieceRef(-1, index, piece, offset))
-            piece.language_probed = True  # its language is the one detected: no need to check it again
-        return self.load_engine().detect_language(self.mel.features(window.audio()), window.end)
 
     def _group(self, language: str, initial_prompt: Optional[str], file_id: int) -> tuple:
         """Pieces share windows and batches only within a group: one language, one initial prompt

@@ -18,10 +18,10 @@ from typing import Callable, Optional, Union
 
 from batchscribe.checks import check_inputs, check_language, check_output_dir
 from batchscribe.engine.backends import load_engine
-from batchscribe.engine.batch import PieceWords, transcribe_batch
-from batchscribe.engine.decoding import DecodeOptions, Engine
-from batchscribe.engine.device import Placement, available_cores, best_batch_size, choose_placement
-from batchscribe.engine.models import ResolvedModel, resolve_model
+from batchscribe.engine.batching.batch import PieceWords, transcribe_batch
+from batchscribe.engine.backends.base import DecodeOptions, Engine
+from batchscribe.engine.placement import Placement, available_cores, best_batch_size, choose_placement
+from batchscribe.engine.models.resolve import ResolvedModel, resolve_model
 from batchscribe.errors import BatchscribeError, ModelError, OptionsError
 from batchscribe.inputs import discover
 from batchscribe.options import TranscribeOptions
@@ -50,7 +50,7 @@ class Transcriber:
     """A model loaded once (on first use) that transcribes run after run: what a worker keeps.
 
     `engine_loader` makes the engine from the resolved model and its placement: the backend's
-    (engine/backends.py) unless a test hands in another, such as a fake that returns scripted words.
+    (engine/backends/__init__.py) unless a test hands in another, such as a fake that returns scripted words.
     """
 
     def __init__(
@@ -243,7 +243,7 @@ def _feed_model(
         producer.stop.set()
         producer.join(timeout=5)
         raise
-    # code-switching (engine/batch.py): a multilingual model with no --language follows a change of language
+    # code-switching (engine/batching/batch.py): a multilingual model with no --language follows a change of language
     follow_language = model.multilingual and not options.language
     decode_options = replace(decode_options_of(options), detect_language=follow_language)
     speaker_files: dict[Future, int] = {}  # embeddings in flight -> their file

@@ -21,17 +21,18 @@ from transformers import AttentionInterface, EncoderDecoderCache, WhisperForCond
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.utils import logging as transformers_logging
 
-from batchscribe.engine.decoding import (
+from batchscribe.engine.backends.base import (
     TOKENS_PER_SECOND,
     DecodedWindow,
     DecodeOptions,
-    TextAndFeatures,
+    Engine,
     new_token_limit,
 )
-from batchscribe.engine.device import Placement
-from batchscribe.engine.models import ENGLISH_ONLY_VOCABULARY
-from batchscribe.engine.timing import words_from_alignment
-from batchscribe.engine.torch_search import Hypothesis, SearchSettings, new_cache, search
+from batchscribe.engine.placement import Placement
+from batchscribe.engine.models.resolve import ENGLISH_ONLY_VOCABULARY
+from batchscribe.engine.backends.timing import words_from_alignment
+from batchscribe.engine.backends.torch_encoder import Float32Conv
+from batchscribe.engine.backends.torch_search import Hypothesis, SearchSettings, new_cache, search
 from batchscribe.errors import ModelError
 from batchscribe.results import Word
 
@@ -70,21 +71,7 @@ def _keep_attention_off_cudnn() -> None:
     torch.backends.cuda.enable_cudnn_sdp(False)
 
 
-class _Float32Conv(torch.nn.Module):
-    """The encoder's first convolution reads the raw log-mel; in bf16 its rounding alone costs
-    accuracy (tiny.en, 513 s long-form: WER 12.2% against 11.7%) for 1.5% of the encoder's work."""
-
-    def __init__(self, conv: torch.nn.Conv1d, out_dtype: torch.dtype):
-        super().__init__()
-        self.conv = conv.float()
-        self.stride = conv.stride  # transformers reads it to check the input length
-        self.out_dtype = out_dtype
-
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.conv(mel.float()).to(self.out_dtype)
-
-
-class WhisperTorch(TextAndFeatures):
+class WhisperTorch(Engine):
     """A transformers Whisper model in `model_path` (Hugging Face layout), run by PyTorch."""
 
     def __init__(self, model_path: Path, placement: Placement):
@@ -103,7 +90,7 @@ class WhisperTorch(TextAndFeatures):
         encoder = model.model.encoder
         self._feature_dtype = self.dtype
         if self.dtype == torch.bfloat16:
-            encoder.conv1 = _Float32Conv(encoder.conv1, self.dtype)
+            encoder.conv1 = Float32Conv(encoder.conv1, self.dtype)
             self._feature_dtype = torch.float32
         self.model = model
         config, generation = model.config, model.generation_config
@@ -174,7 +161,7 @@ class WhisperTorch(TextAndFeatures):
 
     def encode(self, features: np.ndarray) -> torch.Tensor:
         """transformers' encoder layers over any number of frames: its forward insists on 3000,
-        and language detection needs only the speech (see TextAndFeatures.detect_language)."""
+        and language detection needs only the speech (see Engine.detect_language)."""
         encoder = self.model.model.encoder
         mel = torch.from_numpy(features).to(self.device, self._feature_dtype)
         hidden = F.gelu(encoder.conv2(F.gelu(encoder.conv1(mel)))).transpose(1, 2)
@@ -190,11 +177,8 @@ class WhisperTorch(TextAndFeatures):
         with torch.inference_mode():
             encoded = self.encode(features[np.newaxis])
             tokens = torch.tensor([[sot]], device=self.device)
-            logits = self._step(tokens, encoded, new_cache())[0][0].float()
-        names, ids = list(self._languages), list(self._languages.values())
-        probabilities = logits[ids].softmax(-1)
-        best = int(probabilities.argmax())
-        return names[best][2:-2], float(probabilities[best])
+            logits = self._step(tokens, encoded, new_cache())[0].float()
+        return self._languages_after_sot(logits)[0]
 
     def decode(
         self, features: np.ndarray, content_seconds: list[float], language: str, options: DecodeOptions

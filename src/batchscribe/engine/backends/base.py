@@ -1,27 +1,29 @@
-"""What every engine backend decodes with and returns: options, decoded windows, the Engine
-interface the batching above it relies on, and the limits shared by all backends."""
+"""The engine's interface: what every backend decodes with and returns (options, decoded windows),
+the Engine base class every backend derives from (the batching above relies on it alone), and the
+limits shared by all backends."""
 
 from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Sequence
 
 import numpy as np
 import tokenizers
 from faster_whisper.feature_extractor import FeatureExtractor
 from faster_whisper.tokenizer import Tokenizer
 
+from batchscribe.audio import SpeechPiece
+from batchscribe.engine.windows import WINDOW_SECONDS, lay_out
 from batchscribe.errors import ModelError, OptionsError
 from batchscribe.results import Word
 
 FRAMES_PER_SECOND = 100  # mel frames
 TOKENS_PER_SECOND = 50  # encoder positions
-MAX_FRAMES = 3000
+MAX_FRAMES = int(WINDOW_SECONDS * FRAMES_PER_SECOND)  # 3000
 MAX_TOKENS = 448  # Whisper's decoder context
 MAX_TOKENS_PER_SECOND = 15  # fast speech is 5-8; Japanese text runs higher
-WINDOW_SECONDS = MAX_FRAMES / FRAMES_PER_SECOND
 CONFIDENT_LANGUAGE = 0.5
 LANGUAGE_PROBE_MIN_SECONDS = 10.0
 
@@ -71,23 +73,6 @@ class DecodedWindow:
         return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
-class Engine(Protocol):
-    """A loaded Whisper model, whichever library runs it (see backends.py)."""
-
-    workers: int  # batches it can decode at once
-    is_multilingual: bool
-
-    def features(self, window_audio: np.ndarray) -> np.ndarray: ...
-
-    def tokenizer(self, language: str, task: str) -> Tokenizer: ...
-
-    def detect_language(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]: ...
-
-    def decode(
-        self, features: np.ndarray, content_seconds: list[float], language: str, options: DecodeOptions
-    ) -> list[DecodedWindow]: ...
-
-
 class LogMel:
     """Log-mel features of 30 s windows (safe to call from another thread). Needs only the
     model's mel count, so the audio thread computes them while the model loads."""
@@ -99,8 +84,16 @@ class LogMel:
         return self._extractor(window_audio, padding=0)[:, :MAX_FRAMES]
 
 
-class TextAndFeatures:
-    """The parts every backend shares: log-mel features and tokenizers per language and task."""
+class Engine:
+    """A loaded Whisper model, whichever library runs it (backends/__init__.py loads one).
+
+    Every backend derives from it: it gives log-mel features, tokenizers per language and task
+    and language detection; a backend adds `decode` and `_language_of`. `workers` batches can be
+    decoded at once, from as many threads.
+    """
+
+    workers: int
+    is_multilingual: bool
 
     def __init__(self, model_path: Path, n_mels: int, multilingual: bool, workers: int):
         tokenizer_file = model_path / "tokenizer.json"
@@ -128,8 +121,24 @@ class TextAndFeatures:
 
     encodes_speech_alone = False  # whether _language_of takes fewer than 3000 frames
 
-    def detect_language(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]:
-        """The most likely language of a window and its probability.
+    def detect_language(self, pieces: Sequence[SpeechPiece]) -> tuple[str, float]:
+        """The language spoken in `pieces` (a file's first speech, in order, or one piece) and its
+        probability (0-1); an English-only model hears English.
+
+        The pieces are laid in one window as the packer lays them (windows.lay_out: 1 s apart,
+        as many as fit); those heard are marked `language_probed`, so the code-switching check
+        (batching/batch.py) does not ask again about them.
+        """
+        if not self.is_multilingual:
+            return "en", 1.0
+        window = lay_out(pieces)
+        for ref in window.pieces:
+            ref.piece.language_probed = True
+        return self.language_in_window(self.features(window.audio()), window.end)
+
+    def language_in_window(self, features: np.ndarray, content_seconds: float = WINDOW_SECONDS) -> tuple[str, float]:
+        """The most likely language of one window's (n_mels, 3000) features, whose speech ends at
+        `content_seconds`, and its probability.
 
         An encoder that takes any length (PyTorch's) encodes just the speech (at least 10 s)
         instead of a padded 30 s window: about 3x less work per file, and on 105 real files
@@ -146,6 +155,14 @@ class TextAndFeatures:
         return self._language_of(features)
 
     def _language_of(self, features: np.ndarray) -> tuple[str, float]:
+        """The most likely language of (n_mels, frames) features and its probability."""
+        raise NotImplementedError
+
+    def decode(
+        self, features: np.ndarray, content_seconds: list[float], language: str, options: DecodeOptions
+    ) -> list[DecodedWindow]:
+        """Decode a batch of windows, (windows, n_mels, 3000) features, all in `language`; each
+        window's words carry window-relative times and lie within its `content_seconds`."""
         raise NotImplementedError
 
 

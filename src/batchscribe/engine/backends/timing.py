@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from faster_whisper.tokenizer import Tokenizer
 
-from batchscribe.engine.decoding import TOKENS_PER_SECOND
+from batchscribe.engine.backends.base import TOKENS_PER_SECOND
 from batchscribe.results import Word
 
 

@@ -7,52 +7,18 @@ the piece it was spoken in, is what lets many short files run as fast as one lon
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Optional
 
-import numpy as np
-
-from batchscribe.audio import SAMPLE_RATE, SpeechPiece
-from batchscribe.engine.regions import place_words
+from batchscribe.engine.batching.regions import place_words
+from batchscribe.engine.windows import FILL_LIMIT_SECONDS, PIECE_GAP_SECONDS, PieceRef, Window
 from batchscribe.results import Word
-
-WINDOW_SECONDS = 30.0
-
-
-@dataclass
-class PieceRef:
-    """A piece of one file's speech, placed at `offset` seconds into a window."""
-
-    file_id: int
-    index: int  # position of the piece within its file
-    piece: SpeechPiece
-    offset: float = 0.0
-
-
-@dataclass
-class Window:
-    language: str
-    pieces: list[PieceRef] = field(default_factory=list)
-    initial_prompt: Optional[str] = None  # of every file in it: files with other prompts go elsewhere
-
-    @property
-    def end(self) -> float:
-        return self.pieces[-1].offset + self.pieces[-1].piece.duration if self.pieces else 0.0
-
-    def audio(self) -> np.ndarray:
-        buffer = np.zeros(int(WINDOW_SECONDS * SAMPLE_RATE), np.float32)
-        for ref in self.pieces:
-            start = int(round(ref.offset * SAMPLE_RATE))
-            samples = ref.piece.audio[: buffer.size - start]
-            buffer[start : start + samples.size] = samples
-        return buffer
 
 
 class WindowPacker:
     """First-fit packing over a few open windows; a full window is emitted at once."""
 
     def __init__(
-        self, language: str, gap: float = 1.0, limit: float = 29.0, open_windows: int = 4,
+        self, language: str, gap: float = PIECE_GAP_SECONDS, limit: float = FILL_LIMIT_SECONDS, open_windows: int = 4,
         initial_prompt: Optional[str] = None,
     ):  # fmt: skip
         self.language = language
@@ -66,17 +32,17 @@ class WindowPacker:
         """Place `ref`; return the windows that are now complete."""
         duration = ref.piece.duration
         for window in self._open:
-            if window.end + self.gap + duration <= self.limit:
-                ref.offset = window.end + self.gap
-                window.pieces.append(ref)
+            if window.fits(duration, self.gap, self.limit):
+                window.place(ref, self.gap)
                 return self._take_full()
         done = []
         if len(self._open) >= self.open_windows:
             fullest = max(self._open, key=lambda w: w.end)
             self._open.remove(fullest)
             done.append(fullest)
-        ref.offset = 0.0
-        self._open.append(Window(self.language, [ref], self.initial_prompt))
+        window = Window(self.language, [], self.initial_prompt)
+        window.place(ref)
+        self._open.append(window)
         return done + self._take_full()
 
     def _take_full(self) -> list[Window]:
@@ -94,7 +60,7 @@ def assign_words(window: Window, words: list[Word]) -> list[list[Word]]:
 
     A word belongs to the piece whose span, widened by half the gap around it, holds its
     midpoint; times are clipped to that piece so no word leaks into a neighbour's audio, then laid
-    on the piece's speech regions, each word with a length (engine/regions.py).
+    on the piece's speech regions, each word with a length (regions.py).
     """
     per_piece: list[list[Word]] = [[] for _ in window.pieces]
     bounds = [(ref.offset, ref.offset + ref.piece.duration) for ref in window.pieces]

@@ -13,20 +13,20 @@ import ctranslate2
 import numpy as np
 from faster_whisper.tokenizer import Tokenizer
 
-from batchscribe.engine.decoding import (
+from batchscribe.engine.backends.base import (
     FRAMES_PER_SECOND,
     MAX_FRAMES,
     DecodedWindow,
     DecodeOptions,
-    TextAndFeatures,
+    Engine,
     new_token_limit,
 )
-from batchscribe.engine.device import Placement
-from batchscribe.engine.timing import words_from_alignment
+from batchscribe.engine.placement import Placement
+from batchscribe.engine.backends.timing import words_from_alignment
 from batchscribe.errors import ModelError
 from batchscribe.results import Word
 
-class WhisperCT2(TextAndFeatures):
+class WhisperCT2(Engine):
     """Decoding and alignment on CTranslate2; the encoder on CTranslate2 or, on CPUs with bf16
     matrix units, on PyTorch (see torch_encoder.py), as `placement.encoder` says."""
 
@@ -44,7 +44,7 @@ class WhisperCT2(TextAndFeatures):
         super().__init__(model_path, self.model.n_mels, self.model.is_multilingual, placement.workers)
         self._torch_encoder = None
         if placement.encoder == "torch-bf16":
-            from batchscribe.engine.torch_encoder import Bf16Encoder
+            from batchscribe.engine.backends.torch_encoder import Bf16Encoder
 
             self._torch_encoder = Bf16Encoder(model_path, placement.threads)
 
@@ -58,11 +58,8 @@ class WhisperCT2(TextAndFeatures):
         return self._torch_encoder is not None
 
     def _language_of(self, features: np.ndarray) -> tuple[str, float]:
-        if features.shape[-1] < MAX_FRAMES:
-            encoded = ctranslate2.StorageView.from_array(self._torch_encoder(features[np.newaxis]))
-        else:
-            encoded = self.encode(features[np.newaxis])
-        token, probability = self.model.detect_language(encoded)[0][0]
+        """Shorter than 3000 frames only with the torch encoder (encodes_speech_alone), which encode uses."""
+        token, probability = self.model.detect_language(self.encode(features[np.newaxis]))[0][0]
         return token[2:-2], probability
 
     def decode(

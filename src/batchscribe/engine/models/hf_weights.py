@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from batchscribe.engine.ct2_weights import read_weights
-from batchscribe.engine.models import ENGLISH_ONLY_VOCABULARY, cache_dir, file_stamp, read_vocabulary, sha256_of
+from batchscribe.engine.models.ct2_weights import read_weights
+from batchscribe.engine.models.resolve import ENGLISH_ONLY_VOCABULARY, cache_dir, read_vocabulary
+from batchscribe.engine.models.verify import file_stamp, is_verified, mark_verified, sha256_of
 from batchscribe.errors import ModelError
 
 WEIGHTS = "model.safetensors"
 CHECKSUM = "checksum.json"
+VERIFIED = ".verified"  # the weights' stamp when they last matched the checksum (see verify.py)
 _ACTIVATIONS = {0: "relu", 1: "gelu_new", 2: "silu", 3: "gelu", 4: "quick_gelu", 5: "tanh"}
 
 
@@ -47,19 +49,14 @@ def hf_folder(ct2_path: Path) -> Path:
 
 
 def _intact(folder: Path) -> bool:
-    record_file = folder / CHECKSUM
-    if not record_file.exists():
+    record_file, weights, marker = folder / CHECKSUM, folder / WEIGHTS, folder / VERIFIED
+    if not (record_file.exists() and weights.exists()):
         return False
-    record = json.loads(record_file.read_text())
-    weights = folder / WEIGHTS
-    if not weights.exists():
-        return False
-    if record.get("stamp") == file_stamp([weights]):
+    if is_verified(marker, [weights]):
         return True
-    if sha256_of([weights]) != record["sha256"]:
+    if sha256_of([weights]) != json.loads(record_file.read_text())["sha256"]:
         return False
-    record["stamp"] = file_stamp([weights])  # same bytes, new mtime (e.g. copied): remember it
-    record_file.write_text(json.dumps(record))
+    mark_verified(marker, [weights])  # same bytes, new mtime (e.g. copied): remember it
     return True
 
 
@@ -95,8 +92,9 @@ def _convert(ct2_path: Path, out: Path) -> None:
     (out / "generation_config.json").write_text(json.dumps(generation, indent=1))
     shutil.copyfile(ct2_path / "tokenizer.json", out / "tokenizer.json")
     weights_file = out / WEIGHTS
-    record = {"sha256": sha256_of([weights_file]), "stamp": file_stamp([weights_file]), "source": str(ct2_path)}
+    record = {"sha256": sha256_of([weights_file]), "source": str(ct2_path)}
     (out / CHECKSUM).write_text(json.dumps(record))
+    mark_verified(out / VERIFIED, [weights_file])
 
 
 def _hf_state(w: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:

@@ -17,8 +17,9 @@ from typing import Callable
 import numpy as np
 
 from batchscribe.audio import SAMPLE_RATE, SpeechPiece
-from batchscribe.engine.packing import PieceRef, Window, assign_words
-from batchscribe.engine.decoding import CONFIDENT_LANGUAGE, DecodedWindow, DecodeOptions, Engine
+from batchscribe.engine.batching.packing import assign_words
+from batchscribe.engine.windows import PieceRef, Window
+from batchscribe.engine.backends.base import CONFIDENT_LANGUAGE, DecodedWindow, DecodeOptions, Engine
 from batchscribe.results import Word
 
 MIN_WORDS_PER_SECOND = 1.0
@@ -133,8 +134,7 @@ def _other_languages(engine: Engine, batch: Batch, decoded: list[DecodedWindow])
             if len(window.pieces) == 1:
                 heard, probability = output.detected  # the window is this piece
             else:
-                alone = Window(language, [PieceRef(ref.file_id, ref.index, ref.piece, 0.0)])
-                heard, probability = engine.detect_language(engine.features(alone.audio()), alone.end)
+                heard, probability = engine.detect_language([ref.piece])
             if heard != language and probability >= CONFIDENT_LANGUAGE:
                 found.setdefault(heard, []).append(ref)
     return found
@@ -163,7 +163,7 @@ def _decode_unheard(
     """Decode again, alone, each utterance of a piece that got no word while the rest of it did.
 
     Whisper sometimes skips one short utterance among many ("no, go, no" came out "no, no") or
-    stops before the last ones; the words of the rest are then all laid elsewhere (engine/regions.py),
+    stops before the last ones; the words of the rest are then all laid elsewhere (regions.py),
     and this speech would be lost without a sign. A piece with no word at all is left to the
     no-speech test (silence, noise). `word_language` tags the new words (a piece that changed
     language, see _other_languages)."""

