@@ -22,12 +22,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from batchscribe.jobs.store import JobStore
+from batchscribe.jobs.stores import open_job_store
 from batchscribe.storage.objects import StoredObject
 
 
 def _work(location: str, batch: int, owner: str, start, done) -> None:
-    store = JobStore(location)
+    store = open_job_store(location)
     start.wait()
     taken = 0
     while jobs := store.claim(owner, batch, 60):
@@ -39,7 +39,7 @@ def _work(location: str, batch: int, owner: str, start, done) -> None:
 
 
 def measure(location: str, jobs: int, processes: int, batch: int) -> dict:
-    store = JobStore(location)
+    store = open_job_store(location)
     started = time.perf_counter()
     for n in range(jobs):
         store.enqueue(StoredObject("s3://bench/in/", f"{batch}/{n}.flac", "v1", 1), "s3://bench/out/")

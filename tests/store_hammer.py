@@ -16,7 +16,8 @@ import threading
 import time
 import zlib
 
-from batchscribe.jobs.store import JobState, JobStore
+from batchscribe.jobs.store import JobState
+from batchscribe.jobs.stores import open_job_store
 from batchscribe.storage.objects import StoredObject
 
 THREADS = 8
@@ -40,7 +41,7 @@ def keys(process: int, thread: int) -> list[str]:
 
 class Hammer:
     def __init__(self, location: str, process: int):
-        self.store = JobStore(location, max_attempts=3, backoff_seconds=0.02)
+        self.store = open_job_store(location, max_attempts=3, backoff_seconds=0.02)
         self.process = process
         self.lock = threading.Lock()
         self.held: dict[str, set[int]] = {}  # owner -> job ids it holds now

@@ -105,9 +105,9 @@ def test_new_defaults_keep_old_outputs_up_to_date():
 @pytest.mark.parametrize("argv", [["--help"], ["status"], ["jobs"], ["jobs", "--dead-letters"]], ids=" ".join)
 def test_reading_commands_and_help_start_without_the_engine(argv, tmp_path):
     store = tmp_path / "jobs.db"
-    from batchscribe.jobs.store import JobStore
+    from batchscribe.jobs.stores import open_job_store
 
-    JobStore(str(store)).close()
+    open_job_store(str(store)).close()
     probe = (
         "import sys, json\nfrom batchscribe.cli import main\n"
         f"try:\n    main({json.dumps(argv)})\nexcept SystemExit:\n    pass\n"

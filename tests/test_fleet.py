@@ -21,7 +21,7 @@ from services import CREDENTIALS, seaweedfs
 from test_jobs_local import assert_transcribed, copy_files, wait_for
 from test_jobs_s3 import client
 
-from batchscribe.jobs.store import JobStore
+from batchscribe.jobs.stores import open_job_store
 
 pytestmark = pytest.mark.e2e
 FILES = sorted(LIBRISPEECH.glob("*.flac"))
@@ -68,7 +68,7 @@ def test_three_workers_one_killed_five_times_transcribe_each_file_once(kind, cop
                              *common], capture_output=True, text=True, env={**os.environ, **CREDENTIALS,
                              "PYTHONPATH": str(REPO / "src")}, timeout=120)  # fmt: skip
     assert f"{len(keys)} queued" in submit.stdout, submit.stdout + submit.stderr
-    store = JobStore(location)
+    store = open_job_store(location)
     worker = [*common, "--files-per-batch", "4", "--lease-seconds", "3"]
     homes = [tmp_path / f"machine{n}" for n in range(3)]
     logs = [tmp_path / "machine0-0.log", tmp_path / "machine1.log", tmp_path / "machine2.log"]
@@ -130,7 +130,7 @@ def test_a_worker_keeps_its_transcripts_through_a_postgresql_outage(postgres_ser
                              *common], capture_output=True, text=True, env={**os.environ,
                              "PYTHONPATH": str(REPO / "src")}, timeout=120)  # fmt: skip
     assert "40 queued" in submit.stdout, submit.stderr
-    store = JobStore(postgres_database)
+    store = open_job_store(postgres_database)
     log = tmp_path / "worker.log"
     worker = start_worker([*common, "--files-per-batch", "40", "--exit-when-idle"], tmp_path / "machine", log)
     try:
@@ -144,7 +144,7 @@ def test_a_worker_keeps_its_transcripts_through_a_postgresql_outage(postgres_ser
         postgres_server.start()
     assert worker.wait(timeout=300) == 0, log.read_text()[-3000:]
     text = log.read_text()
-    store = JobStore(postgres_database)
+    store = open_job_store(postgres_database)
     jobs = store.jobs()
     acked = acks([log])
     kept = text.count("to be recorded when it answers") + text.count("still unreachable")

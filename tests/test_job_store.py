@@ -18,7 +18,8 @@ import pytest
 from conftest import REPO
 from store_hammer import OWN_JOBS, SHARED_JOBS, THREADS, keys, plan
 
-from batchscribe.jobs.store import MAX_LOST_LEASES, JobState, JobStore
+from batchscribe.jobs.store import MAX_LOST_LEASES, JobState
+from batchscribe.jobs.stores import open_job_store
 from batchscribe.storage.objects import StoredObject
 
 ROOT = "s3://media/audio-input/"
@@ -40,7 +41,7 @@ def location(request, tmp_path):
 
 @pytest.fixture
 def store(location):
-    store = JobStore(location, max_attempts=3, backoff_seconds=0.05)
+    store = open_job_store(location, max_attempts=3, backoff_seconds=0.05)
     yield store
     store.close()
 
@@ -113,12 +114,12 @@ def test_heartbeat_keeps_the_lease_and_release_gives_it_back(store):
 
 
 def test_state_survives_reopening(location):
-    first = JobStore(location)
+    first = open_job_store(location)
     first.enqueue(obj(), DEST)
     first.claim("w", 1, 60)
     first.dead_letter("sqs", "{", "not JSON")
     # no close(): as if the process died
-    second = JobStore(location)
+    second = open_job_store(location)
     status = second.status()
     assert status.counts["running"] == 1 and status.dead_letters == 1
     assert second.jobs()[0].state is JobState.RUNNING and second.jobs()[0].state == "running"
@@ -157,7 +158,7 @@ def test_eight_threads_in_each_of_four_processes(location, tmp_path):
     calls = [json.loads(log.read_text()) for log in logs]
     errors = [error for log in calls for error in log["errors"]]
     violations = [v for log in calls for v in log["violations"]]
-    jobs = {job.id: job for job in JobStore(location).jobs(limit=100_000)}
+    jobs = {job.id: job for job in open_job_store(location).jobs(limit=100_000)}
     print(f"{len(jobs)} jobs, 4 processes x {THREADS} threads, {sum(log['calls'][0] for log in calls)} calls, "
           f"{len(errors)} errors, {len(violations)} leases lost while renewed")  # fmt: skip
     assert errors == [] and violations == []
@@ -180,7 +181,7 @@ def test_eight_threads_in_each_of_four_processes(location, tmp_path):
 
 def test_a_thread_per_request_leaves_no_connection_open(tmp_path):
     """The webhook's server starts a thread per request; each thread's SQLite connection closes with it."""
-    store = JobStore(tmp_path / "jobs.db")
+    store = open_job_store(tmp_path / "jobs.db")
     open_files = len(os.listdir("/proc/self/fd"))
     for _ in range(100):
         thread = threading.Thread(target=store.status)
@@ -193,15 +194,15 @@ def test_a_thread_per_request_leaves_no_connection_open(tmp_path):
 def test_a_new_migration_upgrades_a_live_store_once(location, monkeypatch):
     from batchscribe.jobs import migrations
 
-    first = JobStore(location)
+    first = open_job_store(location)
     first.enqueue(obj(), DEST)
     first.close()
     kind = "POSTGRES" if location.startswith("postgresql") else "SQLITE"
     change = "ALTER TABLE jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0"
     monkeypatch.setattr(migrations, kind, [*getattr(migrations, kind), (2, change)])
-    upgraded = JobStore(location)
+    upgraded = open_job_store(location)
     assert len(upgraded.jobs()) == 1  # the live store's jobs are kept
-    again = JobStore(location)  # a second worker starting: nothing applied twice
+    again = open_job_store(location)  # a second worker starting: nothing applied twice
     with again._write() if kind == "SQLITE" else again._transaction() as db:
         versions = [row[0] if kind == "SQLITE" else row["version"]
                     for row in db.execute("SELECT version FROM schema_migrations ORDER BY version")]  # fmt: skip
@@ -219,6 +220,6 @@ def test_a_store_from_before_versioning_is_adopted(tmp_path):
         db.executescript(SQLITE[0][1])
         db.execute("INSERT INTO jobs (source_root, key, version, dest_root, created, updated) "
                    "VALUES ('s3://media/in/', 'a.mp3', 'e1', 's3://media/out/', 0, 0)")  # fmt: skip
-    store = JobStore(path)
+    store = open_job_store(path)
     (job,) = store.jobs()
     assert job.key == "a.mp3" and job.state is JobState.QUEUED

@@ -2,7 +2,7 @@
 
 import pytest
 
-from batchscribe.jobs.store import JobStore
+from batchscribe.jobs.stores import open_job_store
 from batchscribe.storage.objects import StoredObject
 
 ROOT, DEST = "s3://media/audio-input/", "s3://media/transcription-output/"
@@ -11,7 +11,7 @@ ROOT, DEST = "s3://media/audio-input/", "s3://media/transcription-output/"
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     location = str(tmp_path / "jobs.db") if request.param == "sqlite" else request.getfixturevalue("postgres_database")
-    store = JobStore(location, max_attempts=1)
+    store = open_job_store(location, max_attempts=1)
     yield store
     store.close()
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import LIBRISPEECH, REPO, reference, wer
 from services import ceph_available, ceph_radosgw, free_port, wait_http
 
-from batchscribe.jobs.store import JobStore
+from batchscribe.jobs.stores import open_job_store
 
 pytestmark = [pytest.mark.e2e, pytest.mark.ceph]
 CEPH_KEYS = {"AWS_ACCESS_KEY_ID": "cephak", "AWS_SECRET_ACCESS_KEY": "cephsk", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -47,7 +47,7 @@ def test_ceph_pushes_notifications_that_become_transcripts(tmp_path):
             for path in files:
                 s3.upload_file(str(path), "media", f"audio-input/{path.name}")
             s3.put_object(Bucket="media", Key="not-watched/x.flac", Body=files[0].read_bytes())
-            jobs = JobStore(tmp_path / "jobs.db")
+            jobs = open_job_store(tmp_path / "jobs.db")
             deadline = time.monotonic() + 60
             while len(jobs.jobs()) < len(files) and time.monotonic() < deadline:
                 time.sleep(0.3)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import LIBRISPEECH, REPO, reference, run_cli, wer
 
-from batchscribe.jobs.store import JobStore
+from batchscribe.jobs.stores import open_job_store
 
 pytestmark = pytest.mark.e2e
 FILES = sorted(LIBRISPEECH.glob("*.flac"))
@@ -77,7 +77,7 @@ def test_run_once_transcribes_a_folder_and_a_corrupt_file_dies_with_its_reason(t
     assert "6 succeeded, 1 dead" in result.stdout
     assert "corrupt.wav" in result.stdout
     assert_transcribed(inputs, tmp_path / "out")
-    (dead,) = JobStore(store).jobs("dead")
+    (dead,) = open_job_store(store).jobs("dead")
     assert dead.key == "corrupt.wav" and dead.attempts == 1 and "corrupt.wav" in dead.last_error  # never retried
 
     listing = run_cli("jobs", "--state", "dead", "--store", str(store), check=True).stdout
@@ -114,7 +114,7 @@ def test_folder_watch_takes_files_once_fully_written(tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0, log.read_text()
-    keys = [job.key for job in JobStore(tmp_path / "jobs.db").jobs()]
+    keys = [job.key for job in open_job_store(tmp_path / "jobs.db").jobs()]
     assert sorted(keys) == sorted(p.name for p in [*already, *arrived])  # the .part name never became a job
     assert_transcribed([*already, *arrived], out)
 
@@ -123,7 +123,7 @@ def test_sigkill_mid_batch_five_times_loses_nothing_and_acks_each_file_once(tmp_
     inputs = copy_files(tmp_path / "in", 40)
     store_path, out = tmp_path / "jobs.db", tmp_path / "out"
     run_cli("submit", str(tmp_path / "in"), "-o", str(out), "--store", str(store_path), check=True)
-    store = JobStore(store_path)
+    store = open_job_store(store_path)
     worker = ("worker", "--store", str(store_path), "--files-per-batch", "4", "--lease-seconds", "2")
     logs = []
     rng = random.Random(7)
@@ -173,7 +173,7 @@ def test_a_hundred_files_while_workers_start_and_stop(tmp_path):
         assert process.wait(timeout=120) == 0
     final = start(*worker, "--exit-when-idle", log=tmp_path / "final.log")
     assert final.wait(timeout=300) == 0
-    jobs = JobStore(store_path).jobs()
+    jobs = open_job_store(store_path).jobs()
     assert len(jobs) == 100 and {job.state for job in jobs} == {"succeeded"}
     assert_transcribed(inputs, out)
 
@@ -189,7 +189,7 @@ def test_a_second_sigterm_gives_unfinished_jobs_back_at_once(tmp_path):
     copy_files(tmp_path / "in", 40)
     store_path = tmp_path / "jobs.db"
     run_cli("submit", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--store", str(store_path), check=True)
-    store = JobStore(store_path)
+    store = open_job_store(store_path)
     process = start("worker", "--store", str(store_path), "--files-per-batch", "40", log=tmp_path / "worker.log")
     wait_for(lambda: store.status().counts["succeeded"] > 0, 120, "the first file of the batch")
     process.send_signal(signal.SIGTERM)

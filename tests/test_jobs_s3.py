@@ -16,7 +16,7 @@ import pytest
 from conftest import LIBRISPEECH, REPO, reference, wer
 from services import CREDENTIALS, free_port, moto_server, seaweedfs, wait_http
 
-from batchscribe.jobs.store import JobStore
+from batchscribe.jobs.stores import open_job_store
 
 pytestmark = pytest.mark.e2e
 FILES = sorted(LIBRISPEECH.glob("*.flac"))[:5]
@@ -75,7 +75,7 @@ def test_backfill_from_a_bucket_then_workers_write_next_to_it(seaweed, tmp_path)
     worked = cli("worker", *store, "--exit-when-idle", "--max-attempts", "2", "--retry-backoff", "0.1")
     assert worked.returncode == 0, worked.stderr
     assert_transcripts(s3, FILES[:3])
-    (dead,) = JobStore(tmp_path / "jobs.db").jobs("dead")
+    (dead,) = open_job_store(tmp_path / "jobs.db").jobs("dead")
     assert dead.source_uri == "s3://media/audio-input/talks/broken.mp3" and "broken.mp3" in dead.last_error
     listed = s3.list_objects_v2(Bucket="media", Prefix="transcription-output/")["Contents"]
     outputs = [item["Key"] for item in listed if not item["Key"].rsplit("/", 1)[-1].startswith(".")]  # less stamps
@@ -105,7 +105,7 @@ def test_webhook_takes_pushed_notifications_once_and_dead_letters_garbage(seawee
     finally:
         server.terminate()
         server.wait(timeout=30)
-    store_file = JobStore(tmp_path / "jobs.db")
+    store_file = open_job_store(tmp_path / "jobs.db")
     assert len(store_file.jobs()) == 2 and len(store_file.dead_letters()) == 1
     assert cli("worker", *store, "--exit-when-idle").returncode == 0
     assert_transcripts(s3, FILES[3:5])
@@ -151,7 +151,7 @@ def test_eventbridge_rule_to_sqs_to_worker_copes_with_emulator_noise(tmp_path):
         worked = cli("worker", "--events", "sqs://transcribe-events", *ROUTE, *store, "--exit-when-idle")
         assert worked.returncode == 0, worked.stderr
         assert_transcripts(s3, files)
-        jobs = JobStore(tmp_path / "jobs.db")
+        jobs = open_job_store(tmp_path / "jobs.db")
         assert sorted(job.key for job in jobs.jobs()) == sorted(f"talks/{p.name}" for p in files)  # no duplicates
         assert {job.state for job in jobs.jobs()} == {"succeeded"}
         assert len(jobs.dead_letters()) == 2

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import DATA, normalize, run_cli, wer
 
-from batchscribe.jobs.store import JobStore
+from batchscribe.jobs.stores import open_job_store
 from batchscribe.names import NAME_MAX, fit_name, path_name, shown, text_key
 from batchscribe.outputs.writers import write_set
 from batchscribe.storage.keys import checked_key, output_key
@@ -147,13 +147,13 @@ def test_run_submit_and_worker_take_every_odd_name(odd_folder, tmp_path):
     assert f"{len(inputs)} queued" in submitted.stdout, submitted.stdout + submitted.stderr
     worked = run_cli("worker", "--store", str(store), "--exit-when-idle")
     assert worked.returncode == 0, worked.stderr
-    assert JobStore(store).status().counts["succeeded"] == len(inputs)
+    assert open_job_store(store).status().counts["succeeded"] == len(inputs)
     _assert_sets(out2, inputs)
 
 
 def test_folder_watch_reports_a_bad_object_once_and_queues_the_files_after_it(odd_folder, tmp_path, caplog):
     route = Route(LocalStore(odd_folder), LocalStore(tmp_path / "out").root)
-    jobs = JobStore(tmp_path / "jobs.db")
+    jobs = open_job_store(tmp_path / "jobs.db")
     first = sorted(obj.key for obj in route.source.list())[0]
     enqueue = route.enqueue
 

@@ -189,6 +189,7 @@ def test_a_worker_with_a_fresh_job_store_skips_what_its_output_already_holds(tmp
     """The job store forgotten (deleted, or another one), the outputs kept: the stamps beside them
     decide, as for `transcribe`, and the jobs succeed without a transcription or a download."""
     from batchscribe.jobs.store import JobStore
+    from batchscribe.jobs.stores import open_job_store
     from batchscribe.jobs.worker import Worker, WorkerOptions
 
     inbox = tmp_path / "in"
@@ -197,7 +198,7 @@ def test_a_worker_with_a_fresh_job_store_skips_what_its_output_already_holds(tmp
         write_wav(inbox / f"{name}.wav", marked_speech(phrases))
 
     def work(store_path: Path) -> tuple[FakeEngine, JobStore]:
-        store = JobStore(store_path)
+        store = open_job_store(store_path)
         for item in LocalStore(inbox).list():
             store.enqueue(item, LocalStore(tmp_path / "out").root)
         engine = FakeEngine()
@@ -218,12 +219,12 @@ def test_two_versions_of_one_object_in_one_batch_each_get_a_result(tmp_path):
     """A file changed after it was queued is queued again (one job per version); claimed together, the
     two jobs share a source URI (and, in a folder, the file they read): each gets its own result in the
     first attempt, one run after the other."""
-    from batchscribe.jobs.store import JobStore
+    from batchscribe.jobs.stores import open_job_store
     from batchscribe.jobs.worker import Worker, WorkerOptions
 
     inbox = tmp_path / "in"
     inbox.mkdir()
-    store = JobStore(tmp_path / "jobs.db")
+    store = open_job_store(tmp_path / "jobs.db")
     for phrases in ([0], [1]):
         write_wav(inbox / "a.wav", marked_speech(phrases))
         (item,) = LocalStore(inbox).list()

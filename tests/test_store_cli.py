@@ -13,7 +13,8 @@ import pytest
 from conftest import LIBRISPEECH, REPO
 
 from batchscribe.errors import InputError, is_bad_input
-from batchscribe.jobs.store import JobState, JobStore, store_location
+from batchscribe.jobs.store import JobState, store_location
+from batchscribe.jobs.stores import open_job_store
 from batchscribe.storage.objects import StoredObject
 
 FILES = sorted(LIBRISPEECH.glob("*.flac"))
@@ -55,7 +56,7 @@ def test_reading_commands_never_create_a_store(tmp_path):
 
 
 def _store_with_a_dead_job(location: str) -> None:
-    store = JobStore(location)
+    store = open_job_store(location)
     store.enqueue(StoredObject("s3://media/in/", "ok.mp3", "v1", 1), "s3://media/out/")
     store.enqueue(StoredObject("s3://media/in/", "broken.mp3", "v1", 1), "s3://media/out/")
     ok, broken = store.claim("w", 2, 60)
@@ -113,7 +114,7 @@ def test_bad_input_is_dead_after_one_attempt_through_run_and_worker(tmp_path):
     _inbox(tmp_path / "in")
     run = cli("run", "in", "-o", "out", "--once", cwd=tmp_path)
     assert run.returncode == 1 and "1 succeeded, 2 dead" in run.stdout, run.stdout + run.stderr
-    dead = JobStore(tmp_path / "out" / ".batchscribe" / "jobs.db").jobs("dead")
+    dead = open_job_store(tmp_path / "out" / ".batchscribe" / "jobs.db").jobs("dead")
     assert sorted((job.key, job.attempts) for job in dead) == [("cut.flac", 1), ("noise.mp3", 1)]
     assert all(job.key in job.last_error for job in dead)
 
@@ -121,7 +122,7 @@ def test_bad_input_is_dead_after_one_attempt_through_run_and_worker(tmp_path):
     assert cli("submit", "in", "-o", "out2", "--store", store, cwd=tmp_path).returncode == 0
     worker = cli("worker", "--store", store, "--exit-when-idle", cwd=tmp_path)
     assert worker.returncode == 0, worker.stderr
-    jobs = {job.key: job for job in JobStore(store).jobs()}
+    jobs = {job.key: job for job in open_job_store(store).jobs()}
     assert jobs["good.flac"].state == "succeeded" and (tmp_path / "out2" / "good.flac.txt").exists()
     for key in ("cut.flac", "noise.mp3"):
         assert (jobs[key].state, jobs[key].attempts) == ("dead", 1) and key in jobs[key].last_error
@@ -140,7 +141,7 @@ def test_the_same_content_copied_in_again_is_not_transcribed_again(tmp_path):
         os.utime(inbox / source.name, (1e9, 1e9))
     again = cli("run", "in", "-o", "out", "--once", cwd=tmp_path)
     assert "0 queued, 2 already known" in again.stderr, again.stderr
-    assert len(JobStore(tmp_path / "out" / ".batchscribe" / "jobs.db").jobs()) == 2
+    assert len(open_job_store(tmp_path / "out" / ".batchscribe" / "jobs.db").jobs()) == 2
     (inbox / FILES[0].name).write_bytes(FILES[2].read_bytes())  # new content under the same name: a new job
     changed = cli("run", "in", "-o", "out", "--once", cwd=tmp_path)
     assert "1 queued, 1 already known" in changed.stderr, changed.stderr
@@ -184,7 +185,7 @@ def test_the_webhook_under_64_concurrent_posters(kind, tmp_path, request):
         server.wait(timeout=30)
     print(f"{kind}: 1000 posts from 64 threads: {answers.count(200)} answered 200, {1000 - answers.count(200)} not")
     assert answers == [200] * 1000
-    jobs = JobStore(location).jobs(limit=5000)
+    jobs = open_job_store(location).jobs(limit=5000)
     assert len(jobs) == 500 and len({(job.key, job.version) for job in jobs}) == 500
 
 
@@ -193,7 +194,7 @@ def test_a_postgresql_store_without_its_driver_says_what_to_install(monkeypatch)
 
     monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the postgres extra were not installed
     with pytest.raises(OptionsError, match=r"pip install 'batchscribe\[postgres\]'"):
-        JobStore("postgresql://db.internal/batchscribe")
+        open_job_store("postgresql://db.internal/batchscribe")
 
 
 def test_an_unreachable_postgresql_store_is_named_with_the_servers_reason(tmp_path):

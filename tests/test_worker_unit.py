@@ -10,6 +10,7 @@ import numpy as np
 from fake_engine import PHRASES, FakeEngine, expected_text, marked_speech, write_wav
 
 from batchscribe.jobs.store import JobState, JobStore
+from batchscribe.jobs.stores import open_job_store
 from batchscribe.jobs.worker import Worker, WorkerOptions
 from batchscribe.options import TranscribeOptions
 from batchscribe.pipeline import Transcriber
@@ -28,7 +29,7 @@ def queue_folder(
         write_wav(inbox / f"{name}.wav", marked_speech(phrases))
     for name in junk:
         (inbox / f"{name}.wav").write_bytes(np.random.default_rng(0).bytes(20_000))
-    store = JobStore(tmp_path / "jobs.db", backoff_seconds=backoff_seconds)
+    store = open_job_store(tmp_path / "jobs.db", backoff_seconds=backoff_seconds)
     for item in LocalStore(inbox).list():
         store.enqueue(item, LocalStore(tmp_path / "out").root)
     return store

@@ -28,6 +28,7 @@ from batchscribe.cli.options import (
 from batchscribe.cli.terminal import StatusTicker, say, setup_logging
 from batchscribe.jobs.sql import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS
 from batchscribe.jobs.store import STATES, JobState, JobStore, StoreMissing, store_location
+from batchscribe.jobs.stores import open_job_store
 
 
 def add_commands(commands) -> None:
@@ -108,7 +109,7 @@ def open_store(args: argparse.Namespace, create: bool = True) -> JobStore:
     location = store_path(args)
     try:
         attempts = getattr(args, "max_attempts", DEFAULT_MAX_ATTEMPTS)
-        return JobStore(location, attempts, getattr(args, "retry_backoff", DEFAULT_BACKOFF_SECONDS), create)
+        return open_job_store(location, attempts, getattr(args, "retry_backoff", DEFAULT_BACKOFF_SECONDS), create)
     except StoreMissing as error:
         hint = "" if os.environ.get(STORE_ENV) else (
             "; `run` into a folder keeps its store in OUTPUT/.batchscribe/jobs.db"

@@ -8,8 +8,8 @@ worker does not use up a file's attempts, yet a file that kills every worker tha
 still ends up dead.
 
 Two stores keep these semantics: SQLite on local disk (the embedded default, jobs/sqlite.py)
-and PostgreSQL for several machines (jobs/postgres.py). `JobStore(location)` opens the one a
-location names: a path or `sqlite:///path`, or `postgresql://...`.
+and PostgreSQL for several machines (jobs/postgres.py). `open_job_store(location)` (jobs/stores.py)
+opens the one a location names: a path or `sqlite:///path`, or `postgresql://...`.
 """
 
 from __future__ import annotations
@@ -147,28 +147,13 @@ class JobStore(ABC):
     """The queue every front end and worker shares. Every method is one transaction, safe to call
     from any thread of any process at the same time.
 
-    `JobStore(location)` opens the store that `location` names (see `store_location`), creating
-    it (and its schema, upgraded to the current version) unless `create` is False, in which case a
-    missing store raises StoreMissing. Errors from an unreachable store (a PostgreSQL server
-    restarting) propagate; callers that must not lose work retry them."""
+    `open_job_store(location)` (jobs/stores.py) opens the store that `location` names. Errors from
+    an unreachable store (a PostgreSQL server restarting) propagate; callers that must not lose
+    work retry them."""
 
     location: StoreLocation
     max_attempts: int
     backoff_seconds: float
-
-    def __new__(cls, location: Union[str, os.PathLike, None] = None, *args, **kwargs):
-        if cls is JobStore:
-            if location is None:
-                raise TypeError("JobStore() needs a location")
-            if store_location(location).kind == "postgresql":
-                from batchscribe.jobs.postgres import PostgresJobStore
-
-                cls = PostgresJobStore
-            else:
-                from batchscribe.jobs.sqlite import SqliteJobStore
-
-                cls = SqliteJobStore
-        return super().__new__(cls)
 
     def next_failure(self, attempts: int, permanent: bool, now: float) -> tuple[JobState, float]:
         """After a failed attempt (`attempts` counts it): the new state and when it may run again."""
