@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, Protocol
 
 from batchscribe.audio import SpeechPiece, VadOptions, open_audio, speech_pieces
+from batchscribe.audio.decode import declared_seconds
 from batchscribe.engine.backends import load_engine
 from batchscribe.engine.batch import Batch, PieceText, PieceWords, transcribe_batch
 from batchscribe.engine.decoding import DecodeOptions, Engine, LogMel
-from batchscribe.engine.device import Placement, best_batch_size, choose_placement
+from batchscribe.engine.device import Placement, best_batch_size, choose_placement, quick_start
 from batchscribe.engine.models import ResolvedModel, resolve_model
 from batchscribe.engine.packing import WINDOW_SECONDS, PieceRef, Window, WindowPacker
 from batchscribe.checks import check_inputs, check_language, check_output_dir, disk_full
@@ -432,8 +433,10 @@ class Transcriber:
         self,
         options: Optional[TranscribeOptions] = None,
         engine_loader: Callable[[ResolvedModel, Placement], Engine] = load_engine,
+        one_shot: bool = False,
     ):
         self.options = options or TranscribeOptions()
+        self._one_shot = one_shot  # one run, then the process ends: a small run may skip PyTorch (quick_start)
         if self.options.condition_on_previous_text:
             raise OptionsError(
                 "--condition-on-previous-text True is not supported: batchscribe decodes a file's windows in "
@@ -517,6 +520,9 @@ class Transcriber:
         jobs, skipped = this_run.pending_jobs(files, prompts)
         if listener:
             listener.started(len(files) + len(missing), skipped)
+        if jobs and self._one_shot and self._engine is None:
+            durations = (declared_seconds(job.input.path) for job in jobs.values())
+            self.placement = quick_start(self.placement, self.options.encoder, self.model.name, durations)
         try:
             if jobs:
                 _transcribe(self._engine_soon(), self.model, jobs, self.options, this_run)
@@ -542,7 +548,7 @@ def run(
     prompts: Optional[dict[str, str]] = None,
 ) -> RunSummary:
     """Transcribe every file named by `inputs` with a freshly loaded model."""
-    return Transcriber(options).run(inputs, output_dir, listener, prompts)
+    return Transcriber(options, one_shot=True).run(inputs, output_dir, listener, prompts)
 
 
 def decode_options_of(options: TranscribeOptions) -> DecodeOptions:
