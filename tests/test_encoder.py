@@ -47,6 +47,8 @@ def test_a_small_run_keeps_ctranslate2s_encoder():
     assert quick_start(amx, "torch", "tiny.en", [15.0]).encoder == "torch-bf16"  # asked for by name
     assert quick_start(amx, "auto", "base", [15.0]).encoder == "torch-bf16"  # its int8 encoder costs more
     assert quick_start(replace(amx, encoder="ct2"), "auto", "tiny.en", [500.0]).encoder == "ct2"
+    assert quick_start(amx, "auto", "tiny.en", [1.0] * 16).encoder == "ct2"
+    assert quick_start(amx, "auto", "tiny.en", [1.0] * 17).encoder == "torch-bf16"  # too many to probe
     probed = []
 
     def durations():
