@@ -1,14 +1,17 @@
 """The PyTorch bf16 encoder against CTranslate2's, on real speech, with weights read from model.bin."""
 
+from dataclasses import replace
+
 import ctranslate2
 import numpy as np
 import pytest
-from conftest import LONGFORM
+from conftest import LIBRISPEECH, LONGFORM, run_cli
 
 from batchscribe.audio import open_audio
+from batchscribe.audio.decode import declared_seconds
 from batchscribe.engine.models.ct2_weights import read_weights
-from batchscribe.engine.placement import choose_encoder, cpu_has_bf16_matrix_units
 from batchscribe.engine.models.resolve import resolve_model
+from batchscribe.engine.placement import Placement, choose_encoder, cpu_has_amx, quick_start
 from batchscribe.errors import OptionsError
 
 torch = pytest.importorskip("torch")
@@ -35,6 +38,41 @@ def test_bf16_encoder_matches_ctranslate2(name):
     assert np.abs(ours - reference).mean() < 0.1 * np.abs(reference).mean()
 
 
+def test_a_small_run_keeps_ctranslate2s_encoder():
+    """tiny.en below 120 s of audio in all: importing PyTorch costs more than its encoder saves."""
+    amx = Placement("cpu", "int8", 1, 2, "torch-bf16")
+    assert quick_start(amx, "auto", "tiny.en", [15.0, 30.0]).encoder == "ct2"
+    assert quick_start(amx, "auto", "tiny.en", [100.0, 30.0]).encoder == "torch-bf16"
+    assert quick_start(amx, "auto", "tiny.en", [15.0, None]).encoder == "torch-bf16"  # a length unknown: no guess
+    assert quick_start(amx, "torch", "tiny.en", [15.0]).encoder == "torch-bf16"  # asked for by name
+    assert quick_start(amx, "auto", "base", [15.0]).encoder == "torch-bf16"  # its int8 encoder costs more
+    assert quick_start(replace(amx, encoder="ct2"), "auto", "tiny.en", [500.0]).encoder == "ct2"
+    assert quick_start(amx, "auto", "tiny.en", [1.0] * 16).encoder == "ct2"
+    assert quick_start(amx, "auto", "tiny.en", [1.0] * 17).encoder == "torch-bf16"  # too many to probe
+    probed = []
+
+    def durations():
+        for seconds in (200.0, 1.0):
+            probed.append(seconds)
+            yield seconds
+
+    quick_start(amx, "auto", "tiny.en", durations())
+    assert probed == [200.0]  # a large run probes only its first files
+
+
+def test_declared_seconds():
+    assert declared_seconds(LONGFORM.with_suffix(".flac")) == pytest.approx(513.27, abs=0.01)
+    assert declared_seconds(LONGFORM.with_suffix(".ref.txt")) is None
+
+
+def test_one_short_file_runs_without_pytorch(tmp_path):
+    """The command a user types on one file: CTranslate2's encoder on every CPU (no PyTorch import)."""
+    audio = sorted(LIBRISPEECH.glob("*.flac"))[0]
+    result = run_cli("transcribe", str(audio), "-o", str(tmp_path), "--formats", "txt", check=True)
+    assert "(backend: ct2, encoder: ct2)" in result.stdout
+    assert (tmp_path / f"{audio.stem}.txt").read_text().strip()
+
+
 def test_weights_are_read_and_dequantized_from_model_bin():
     weights = read_weights(resolve_model("base").path / "model.bin", "encoder/")
     assert int(weights["encoder/num_heads"]) == 8
@@ -46,7 +84,7 @@ def test_weights_are_read_and_dequantized_from_model_bin():
 def test_encoder_choice():
     assert choose_encoder("cpu", "ct2") == "ct2"
     assert choose_encoder("cuda", "auto") == "ct2"
-    assert choose_encoder("cpu", "auto") == ("torch-bf16" if cpu_has_bf16_matrix_units() else "ct2")
+    assert choose_encoder("cpu", "auto") == ("torch-bf16" if cpu_has_amx() else "ct2")
     with pytest.raises(OptionsError, match="CPU only"):
         choose_encoder("cuda", "torch")
     with pytest.raises(OptionsError, match="choose auto, ct2, torch"):

@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from batchscribe.engine.placement import cpu_has_bf16_matrix_units
+from batchscribe.engine.placement import cpu_has_amx
 from conftest import DATA, LIBRISPEECH, LONGFORM, reference, run_cli, wer
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +22,7 @@ def test_librispeech_60_files_wer(librispeech_run):
     references = [reference(f"librispeech/test-other/{f.name}") for f in files]
     hypotheses = [json.loads((out / f"{f.name}.json").read_text())["text"] for f in files]
     assert wer(references, hypotheses) <= 0.131
-    encoder = "torch-bf16" if cpu_has_bf16_matrix_units() else "ct2"  # auto's choice on this CPU family
+    encoder = "torch-bf16" if cpu_has_amx() else "ct2"  # auto's choice on this CPU family
     assert f"(backend: ct2, encoder: {encoder})" in result.stdout
 
 

@@ -298,3 +298,20 @@ def open_audio(path: str | os.PathLike, track: int = 1) -> AudioStream:
         _container=container,
         _stream=stream,
     )
+
+
+def declared_seconds(path: str | os.PathLike) -> Optional[float]:
+    """How long `path` says it is (its container's header; nothing is decoded), or None when it
+    does not say or cannot be opened (open_audio reports why when the file is read)."""
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.audio:
+                return None
+            if container.duration is not None:
+                return container.duration / av.time_base
+            stream = container.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+    except (av.error.FFmpegError, OSError):
+        pass
+    return None

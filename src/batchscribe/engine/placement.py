@@ -25,7 +25,8 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Iterable, Optional
 
 # CTranslate2's packed int8 GEMM is ~5% faster on x86 CPUs (same results); users may override.
 os.environ.setdefault("CT2_USE_EXPERIMENTAL_PACKED_GEMM", "1")
@@ -107,8 +108,22 @@ def cpu_has_bf16_matrix_units() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def cpu_has_amx() -> bool:
+    """True on CPUs with AMX bf16 tiles (Intel Sapphire Rapids and later), where auto picks PyTorch's encoder."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            flags = next((line for line in info if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags
+
+
 def choose_encoder(device: str, encoder: str = "auto") -> str:
-    """auto: PyTorch bf16 on a CPU with AMX/AVX-512 BF16 when torch is installed, else CTranslate2."""
+    """auto: PyTorch bf16 on a CPU with AMX when torch is installed, else CTranslate2.
+
+    AVX-512 BF16 alone (AMD EPYC) is not enough: there PyTorch's bf16 encoder ran no faster than
+    CTranslate2's int8 one (tiny.en, 513 s file, RTFx 51 against 52, whole command) while importing
+    PyTorch added 1.2-1.4 s of model load (issue 18). `--encoder torch` still uses it there."""
     if encoder not in ENCODERS:
         raise OptionsError(f"unknown encoder '{encoder}'; choose {', '.join(ENCODERS)}")
     if encoder == "ct2" or (encoder == "auto" and device != "cpu"):
@@ -116,10 +131,46 @@ def choose_encoder(device: str, encoder: str = "auto") -> str:
     if device != "cpu":
         raise OptionsError("--encoder torch runs on the CPU only for now; use --encoder ct2 on a GPU")
     if encoder == "auto":
-        return "torch-bf16" if _torch_installed() and cpu_has_bf16_matrix_units() else "ct2"
+        return "torch-bf16" if _torch_installed() and cpu_has_amx() else "ct2"
     if not _torch_installed():
         raise OptionsError("--encoder torch needs PyTorch: pip install 'batchscribe[torch]'")
     return "torch-bf16"
+
+
+# A single run (`batchscribe transcribe`) of tiny.en with less audio than this keeps CTranslate2's
+# encoder where auto would take PyTorch's: importing PyTorch costs about 1.2 s of CPU before the first
+# batch, more than its faster encoder saves on so little audio (see quick_start).
+QUICK_START_SECONDS = 120.0
+QUICK_START_MODELS = frozenset({"tiny.en"})
+# Reading a file's header costs about 3.5 ms, on the way to the first batch: a run of more files than
+# this keeps auto's choice unprobed (120 s in 16 files or more is a run of very short files).
+QUICK_START_MAX_FILES = 16
+
+
+def quick_start(
+    placement: Placement, encoder: str, model: str, durations: Iterable[Optional[float]]
+) -> Placement:
+    """`placement` with CTranslate2's encoder when `encoder` is auto, auto chose PyTorch's, `model`
+    is one of QUICK_START_MODELS, and the run's files (`durations`, seconds each, None when a file
+    does not say) are at most QUICK_START_MAX_FILES and hold less than QUICK_START_SECONDS in all;
+    otherwise `placement` unchanged. Stops reading `durations` as soon as the answer is known, so a
+    large run probes only its first files.
+
+    Measured on the AMX Xeon (tiny.en, whole command, 2 threads, CPU seconds PyTorch's / CTranslate2's
+    encoder): 1 file of 15 s 2.8 / 1.6, 8 files (59 s) 4.5 / 3.8, 16 files (120 s) 6.9 / 6.5, 30 files
+    (222 s) 11.4 / 12.2; the command to the first batch on the model 1.95 s / 0.75 s. With base the
+    int8 encoder costs more than the import from the first file on (8 files: 8.5 / 15.2 CPU s), so base
+    keeps PyTorch's. A worker that keeps its model for many runs never takes this path."""
+    if encoder != "auto" or placement.encoder != "torch-bf16" or model not in QUICK_START_MODELS:
+        return placement
+    total = 0.0
+    for count, seconds in enumerate(durations, 1):
+        if seconds is None or count > QUICK_START_MAX_FILES:
+            return placement
+        total += seconds
+        if total >= QUICK_START_SECONDS:
+            return placement
+    return replace(placement, encoder="ct2")
 
 
 def _require_torch_backend() -> None:

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from batchscribe.checks import check_inputs, check_language, check_output_dir
+from batchscribe.audio.decode import declared_seconds
 from batchscribe.engine.backends import load_engine
 from batchscribe.engine.batching.batch import PieceWords, transcribe_batch
 from batchscribe.engine.backends.base import DecodeOptions, Engine
-from batchscribe.engine.placement import Placement, available_cores, best_batch_size, choose_placement
+from batchscribe.engine.placement import Placement, available_cores, best_batch_size, choose_placement, quick_start
 from batchscribe.engine.models.resolve import ResolvedModel, resolve_model
 from batchscribe.errors import BatchscribeError, ModelError, OptionsError
 from batchscribe.inputs import discover
@@ -57,8 +58,10 @@ class Transcriber:
         self,
         options: Optional[TranscribeOptions] = None,
         engine_loader: Callable[[ResolvedModel, Placement], Engine] = load_engine,
+        one_shot: bool = False,
     ):
         self.options = options or TranscribeOptions()
+        self._one_shot = one_shot  # one run, then the process ends: a small run may skip PyTorch (quick_start)
         if self.options.condition_on_previous_text:
             raise OptionsError(
                 "--condition-on-previous-text True is not supported: batchscribe decodes a file's windows in "
@@ -158,6 +161,9 @@ class Transcriber:
         pending, skipped = this_run.pending(given + sources_of(files), prompts)
         if listener:
             listener.started(len(given) + len(files) + len(missing), skipped)
+        if pending and self._one_shot and self._engine is None:
+            durations = (declared_seconds(file.source.path) for file in pending.values())
+            self.placement = quick_start(self.placement, self.options.encoder, self.model.name, durations)
         try:
             if pending:
                 _feed_model(self._engine_soon(), self.model, pending, self.options, this_run)
@@ -183,7 +189,7 @@ def run(
     prompts: Optional[dict[str, str]] = None,
 ) -> RunSummary:
     """Transcribe every file named by `inputs` with a freshly loaded model (Transcriber.run)."""
-    return Transcriber(options).run(inputs, sink, listener, prompts)
+    return Transcriber(options, one_shot=True).run(inputs, sink, listener, prompts)
 
 
 def decode_options_of(options: TranscribeOptions) -> DecodeOptions:

@@ -26,6 +26,13 @@ from batchscribe.engine.backends.timing import words_from_alignment
 from batchscribe.errors import ModelError
 from batchscribe.results import Word
 
+# CTranslate2's align() smooths the attention with a median filter before DTW; openai-whisper's width 7
+# made it 36% of align's cost, and align about a quarter of beam-5 generate's. Width 3 costs 25% less
+# (tiny.en, 4 windows of the 513 s file: 0.55 -> 0.42 CPU s) with the same words and WER on the 60 short
+# files, the 513 s and 231 s files, and the same utterance boundaries (bench/results/speed-ab/levers.md).
+ALIGN_MEDIAN_FILTER_WIDTH = 3
+
+
 class WhisperCT2(Engine):
     """Decoding and alignment on CTranslate2; the encoder on CTranslate2 or, on CPUs with bf16
     matrix units, on PyTorch (see torch_encoder.py), as `placement.encoder` says."""
@@ -109,7 +116,8 @@ class WhisperCT2(Engine):
             encoded = ctranslate2.StorageView.from_array(np.asarray(encoded)[spoken])
         frames = [min(MAX_FRAMES, int(round(content_seconds[i] * FRAMES_PER_SECOND))) for i in spoken]
         alignments = self.model.align(
-            encoded, tokenizer.sot_sequence, [texts[i] for i in spoken], frames, median_filter_width=7
+            encoded, tokenizer.sot_sequence, [texts[i] for i in spoken], frames,
+            median_filter_width=ALIGN_MEDIAN_FILTER_WIDTH,
         )
         for i, alignment in zip(spoken, alignments, strict=True):
             path = np.array(alignment.alignments).reshape(-1, 2)
