@@ -70,7 +70,7 @@ def test_one_short_file_runs_without_pytorch(tmp_path):
     audio = sorted(LIBRISPEECH.glob("*.flac"))[0]
     result = run_cli("transcribe", str(audio), "-o", str(tmp_path), "--formats", "txt", check=True)
     assert "(backend: ct2, encoder: ct2)" in result.stdout
-    assert (tmp_path / f"{audio.stem}.txt").read_text().strip()
+    assert (tmp_path / f"{audio.name}.txt").read_text().strip()
 
 
 def test_weights_are_read_and_dequantized_from_model_bin():

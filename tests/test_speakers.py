@@ -75,7 +75,7 @@ def test_overlapping_voices_on_their_own_channels_are_both_found(diarized):
     rttm = _rttm(diarized, STEREO)
     assert speakers_in(rttm) == 2
     assert _der(STEREO, rttm, skip_overlap=False) <= 0.20
-    document = json.loads((diarized / f"{Path(STEREO).stem}.json").read_text())
+    document = json.loads((diarized / f"{Path(STEREO).name}.json").read_text())
     said = {s["speaker"]: [] for s in document["segments"]}
     for segment in document["segments"]:
         said[segment["speaker"]].append(segment["text"])
@@ -264,7 +264,7 @@ def test_a_speaker_encoder_of_ones_own_plugs_in(tmp_path):
     summary = run([str(DATA / THREE_SPEAKERS)], tmp_path, TranscribeOptions(
         model="tiny.en", speakers="diarize", speaker_model="test_speakers:OneVoiceEncoder", formats=("json", "rttm")))
     assert summary.results[0].status == "ok"
-    document = json.loads((tmp_path / f"{Path(THREE_SPEAKERS).stem}.json").read_text())
+    document = json.loads((tmp_path / f"{Path(THREE_SPEAKERS).name}.json").read_text())
     assert {s["speaker"] for s in document["segments"]} == {"SPEAKER_1"}
     assert len(OneVoiceEncoder.clips) >= 5  # the file's ~2 s windows, 16 kHz mono float32
     assert all(c.ndim == 1 and c.dtype == np.float32 and c.size >= 8000 for c in OneVoiceEncoder.clips)
