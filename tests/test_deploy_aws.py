@@ -93,13 +93,21 @@ def test_buckets_are_encrypted_versioned_private_and_tls_only():
         assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
-def test_the_job_role_reads_the_input_prefix_and_writes_the_output_prefix_only():
+def test_the_job_role_reads_the_input_prefix_and_reads_and_writes_the_output_prefix_only():
     (policy,) = resources("AWS::IAM::Role")["JobRole"]["Policies"]
     statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
     assert statements["ReadAudio"]["Action"] == "s3:GetObject"
     assert statements["ReadAudio"]["Resource"] == {"Fn::Sub": "${InputBucket.Arn}/${InputPrefix}*"}
     assert statements["WriteTranscripts"]["Action"] == "s3:PutObject"
     assert statements["WriteTranscripts"]["Resource"] == {"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"}
+    # the resume stamp is read before each object; a missing one must answer 404 (ListBucket), not 403
+    assert statements["ReadStamps"]["Action"] == "s3:GetObject"
+    assert statements["ReadStamps"]["Resource"] == {"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"}
+    assert statements["TellMissingStamps"]["Action"] == "s3:ListBucket"
+    assert statements["TellMissingStamps"]["Resource"] == {"Fn::GetAtt": ["OutputBucket", "Arn"]}
+    assert statements["TellMissingStamps"]["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${OutputPrefix}*"}}}
+    granted = {s["Action"] for s in statements.values()}
+    assert granted == {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
     every_action = json.dumps(template()["Resources"])
     assert "s3:*\"" not in every_action.replace('"Action": "s3:*", "Resource": [{"Fn::GetAtt"', "")  # only the deny
     assert "AmazonS3FullAccess" not in TEMPLATE.read_text()

@@ -234,3 +234,34 @@ def test_two_versions_of_one_object_in_one_batch_each_get_a_result(tmp_path):
     assert [(job.state, job.attempts) for job in store.jobs()] == [("succeeded", 0)] * 2  # none failed once
     assert len(engine.calls) == 2, "one run per version"
     assert " ".join((tmp_path / "out" / "a.wav.txt").read_text().split()) == expected_text([1])
+
+
+def test_batchscribe_job_transcribes_anyway_with_a_warning_when_the_stamp_cannot_be_read(tmp_path, monkeypatch,
+                                                                                          caplog):  # fmt: skip
+    """A role that may not read the output prefix (S3 answers 403, not 404): the job must not fail
+    and be retried until Batch gives up; it warns and transcribes, as `transcribe` and the worker do."""
+    from botocore.exceptions import ClientError
+
+    from batchscribe.aws import batch_job
+
+    class Bucket(LocalStore):  # the input, as `job` sees an S3 prefix
+        def __init__(self, folder: Path, root: str):
+            super().__init__(folder)
+            self.root = root
+
+    class Denied(Bucket):
+        def read_text(self, key: str) -> str:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "Access Denied"}}, "GetObject")
+
+    (tmp_path / "in").mkdir()
+    write_wav(tmp_path / "in" / "a.wav", marked_speech([0]))
+    stores = {"s3://media/in/": Bucket(tmp_path / "in", "s3://media/in/"),
+              "s3://media/out/": Denied(tmp_path / "out", "s3://media/out/")}  # fmt: skip
+    monkeypatch.setattr(batch_job, "open_store", lambda uri, endpoint_url=None: stores[uri])
+    caplog.set_level(logging.INFO, logger="batchscribe")
+    engine = FakeEngine()
+    code = batch_job.run_job([batch_job.ObjectName("media", "in/a.wav")], "s3://media/in/", "s3://media/out/",
+                             OPTIONS, None, transcriber(engine))  # fmt: skip
+    assert code == batch_job.EXIT_OK and engine.calls
+    assert " ".join((tmp_path / "out" / "a.wav.txt").read_text().split()) == expected_text([0])
+    assert "cannot tell whether it is already transcribed (An error occurred (AccessDenied)" in caplog.text

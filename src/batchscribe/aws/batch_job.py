@@ -20,7 +20,7 @@ from batchscribe.errors import InputError, OptionsError
 from batchscribe.options import TranscribeOptions
 from batchscribe.pipeline import SourceFile, Transcriber
 from batchscribe.results import FailureKind
-from batchscribe.sinks.base import identity_of_version, object_identity
+from batchscribe.sinks.base import SettingsKeys, identity_of_version, object_identity
 from batchscribe.sinks.objects import ObjectSink
 from batchscribe.storage.keys import checked_key
 from batchscribe.storage.objects import open_store, split_uri
@@ -54,6 +54,18 @@ def _is_missing(error: Exception) -> bool:
     return isinstance(error, InputError) or is_not_found(error)
 
 
+def _is_done(sink: ObjectSink, name: str, identity: str, keys: SettingsKeys, formats: tuple[str, ...],
+             uri: str) -> bool:  # fmt: skip
+    """The sink's stamp says done; a stamp that cannot be read (a role without access, a store that
+    fails now) is a warning and the object is transcribed anyway, as `transcribe` and the worker do:
+    storing the result will tell whether the output prefix is usable."""
+    try:
+        return sink.is_done(name, identity, keys, formats)
+    except Exception as error:
+        log.warning("%s: cannot tell whether it is already transcribed (%s); transcribing it", uri, error)
+        return False
+
+
 def run_job(
     objects: list[ObjectName],
     input_root: str,
@@ -85,7 +97,7 @@ def run_job(
                 stored = source.stat(relative)
                 identity = object_identity(stored.version, stored.version_id) if stored.version_id else (
                     identity_of_version(stored.version))  # fmt: skip
-                if not options.overwrite and sink.is_done(relative, identity, keys, options.formats):
+                if not options.overwrite and _is_done(sink, relative, identity, keys, options.formats, uri):
                     skipped += 1
                     log.info("%s: already transcribed (version %s, same settings); skipped", uri, identity)
                     continue

@@ -72,8 +72,13 @@ class S3Store:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=body, ContentType=content_type)
 
     def read_text(self, key: str) -> str:
-        """A stored text (a transcript); InputError if there is none."""
+        """A stored text (a transcript); InputError if there is none. Any other error (403 AccessDenied:
+        a role without s3:ListBucket is told that for a missing key too) is the client's ClientError."""
+        from botocore.exceptions import ClientError
+
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read().decode("utf-8")
-        except self.client.exceptions.NoSuchKey:
-            raise InputError(f"{self.root}{key}: no such object") from None
+        except ClientError as error:
+            if is_not_found(error):
+                raise InputError(f"{self.root}{key}: no such object") from None
+            raise
