@@ -105,7 +105,8 @@ def test_the_job_role_reads_the_input_prefix_and_reads_and_writes_the_output_pre
     assert statements["ReadStamps"]["Resource"] == {"Fn::Sub": "${OutputBucket.Arn}/${OutputPrefix}*"}
     assert statements["TellMissingStamps"]["Action"] == "s3:ListBucket"
     assert statements["TellMissingStamps"]["Resource"] == {"Fn::GetAtt": ["OutputBucket", "Arn"]}
-    assert statements["TellMissingStamps"]["Condition"] == {"StringLike": {"s3:prefix": {"Fn::Sub": "${OutputPrefix}*"}}}
+    prefix_only = {"StringLike": {"s3:prefix": {"Fn::Sub": "${OutputPrefix}*"}}}
+    assert statements["TellMissingStamps"]["Condition"] == prefix_only
     granted = {s["Action"] for s in statements.values()}
     assert granted == {"s3:GetObject", "s3:PutObject", "s3:ListBucket"}
     every_action = json.dumps(template()["Resources"])
