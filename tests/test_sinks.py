@@ -132,12 +132,16 @@ def test_an_object_set_counts_as_done_only_once_its_stamp_is_stored(tmp_path):
 
 def test_batchscribe_job_run_twice_for_one_object_version_transcribes_it_once(tmp_path, monkeypatch, caplog):
     """A duplicate EventBridge event or a Batch retry after the upload: the second `job` finds the stamp
-    and neither downloads nor transcribes; a new version of the object is transcribed again. A bad
+    and neither downloads nor transcribes, nor does a worker (the same identity, in a versioned bucket
+    too: sinks.base.identity_of); a new version of the object is transcribed again. A bad
     object's failure is recorded beside it, not in a shared failures.jsonl."""
     import boto3
     from services import CREDENTIALS, seaweedfs
 
     from batchscribe.aws.batch_job import EXIT_BAD_INPUT, EXIT_OK, ObjectName, run_job
+    from batchscribe.jobs.stores import open_job_store
+    from batchscribe.jobs.worker import Worker, WorkerOptions
+    from batchscribe.storage.s3 import S3Store
 
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
@@ -147,6 +151,7 @@ def test_batchscribe_job_run_twice_for_one_object_version_transcribes_it_once(tm
     with seaweedfs(tmp_path / "s3") as endpoint:
         s3 = boto3.client("s3", endpoint_url=endpoint)
         s3.create_bucket(Bucket="media")
+        s3.put_bucket_versioning(Bucket="media", VersioningConfiguration={"Status": "Enabled"})  # as on AWS
         s3.upload_file(str(tmp_path / "a.wav"), "media", "in/talks/a.wav")
         s3.put_object(Bucket="media", Key="in/talks/junk.wav", Body=b"not audio at all" * 100)
 
@@ -172,6 +177,19 @@ def test_batchscribe_job_run_twice_for_one_object_version_transcribes_it_once(tm
         assert second.calls == [] and second.loads == 0, "the second job transcribed the same version again"
         assert "0 transcribed, 1 skipped" in caplog.text
         assert stored() == before, "the stored transcripts were written again"
+
+        # a worker (its job from a listing, which has no VersionId) finds the stamp `job` wrote
+        assert s3.head_object(Bucket="media", Key="in/talks/a.wav").get("VersionId") not in (None, "null")
+        stamp = json.loads(s3.get_object(Bucket="media", Key="out/talks/.a.wav.batchscribe")["Body"].read())
+        assert stamp["identity"] == "etag:" + s3.head_object(Bucket="media", Key="in/talks/a.wav")["ETag"].strip('"')
+        jobs = open_job_store(tmp_path / "jobs.db")
+        (listed,) = [item for item in S3Store("media", "in/", endpoint).list() if item.key == "talks/a.wav"]
+        jobs.enqueue(listed, "s3://media/out/")
+        worked = FakeEngine()
+        options = WorkerOptions(poll_seconds=0.05, exit_when_idle=True, endpoint_url=endpoint)
+        Worker(jobs, OPTIONS, options, transcriber(worked)).run()
+        assert worked.calls == [] and [job.state for job in jobs.jobs()] == ["succeeded"]
+        assert stored() == before
 
         s3.upload_file(str(tmp_path / "a2.wav"), "media", "in/talks/a.wav")  # a new version: new ETag
         third = FakeEngine()

@@ -20,7 +20,7 @@ from batchscribe.errors import InputError, OptionsError
 from batchscribe.options import TranscribeOptions
 from batchscribe.pipeline import SourceFile, Transcriber
 from batchscribe.results import FailureKind
-from batchscribe.sinks.base import SettingsKeys, identity_of_version, object_identity
+from batchscribe.sinks.base import SettingsKeys, identity_of
 from batchscribe.sinks.objects import ObjectSink
 from batchscribe.storage.keys import checked_key
 from batchscribe.storage.objects import open_store, split_uri
@@ -77,8 +77,8 @@ def run_job(
     """Transcribe `objects` (all of them packed together, one model load) into `output_root`;
     `transcriber`: one made for `options` unless given (a test hands in one with a fake engine).
 
-    An object whose transcripts are already stored for its version (ETag, VersionId) and these
-    settings is skipped before it is downloaded (the sink's stamp, sinks/objects.py): a duplicate
+    An object whose transcripts are already stored for its content (its ETag: sinks.base.identity_of)
+    and these settings is skipped before it is downloaded (the sink's stamp, sinks/objects.py): a duplicate
     event or a retry after the upload costs a HEAD and a GET, not a transcription."""
     source = open_store(input_root, endpoint_url)
     sink = ObjectSink(open_store(output_root, endpoint_url))
@@ -95,8 +95,7 @@ def run_job(
                     raise InputError(f"{uri} is not under the input {source.root}")
                 relative = checked_key(name.key[len(prefix) :])
                 stored = source.stat(relative)
-                identity = object_identity(stored.version, stored.version_id) if stored.version_id else (
-                    identity_of_version(stored.version))  # fmt: skip
+                identity = identity_of(stored)
                 if not options.overwrite and _is_done(sink, relative, identity, keys, options.formats, uri):
                     skipped += 1
                     log.info("%s: already transcribed (version %s, same settings); skipped", uri, identity)

@@ -25,7 +25,7 @@ from batchscribe.jobs.metrics import worker_metrics
 from batchscribe.jobs.store import Job, JobStore
 from batchscribe.options import TranscribeOptions
 from batchscribe.results import FailureKind, FileResult
-from batchscribe.sinks.base import identity_of_version
+from batchscribe.sinks.base import identity_of
 from batchscribe.sinks.objects import ObjectSink
 from batchscribe.storage.objects import Store, open_store
 
@@ -202,7 +202,7 @@ class Worker:
     def _source(self, path: Path, job: Job):
         from batchscribe.pipeline import SourceFile  # with the engine: see __init__
 
-        identity = identity_of_version(job.version)
+        identity = identity_of(job)
         sink = self._sink(job.dest_root)
         return SourceFile(path, job.key, job.source_uri, identity, label=job.source_uri, sink=sink)
 
@@ -215,7 +215,7 @@ class Worker:
         for job in list(pending.values()):
             try:
                 done = self._sink(job.dest_root).is_done(
-                    job.key, identity_of_version(job.version), keys, self.options.formats
+                    job.key, identity_of(job), keys, self.options.formats
                 )
             except Exception as error:  # the pipeline asks again; storing will say what is wrong
                 log.warning("%s: cannot tell whether it is already transcribed: %s", job.source_uri, error)

@@ -5,7 +5,7 @@ hands the pipeline a sink; the sink owns the output names, the all-or-nothing wr
 stamp and the record of failures, so the three behave the same.
 """
 
-from batchscribe.sinks.base import Failure, ResultSink, SettingsKeys, identity_of_version, object_identity
+from batchscribe.sinks.base import Failure, ResultSink, SettingsKeys, identity_of
 from batchscribe.sinks.folder import FAILURES_FILE, FolderSink
 from batchscribe.sinks.objects import ObjectSink
 
@@ -16,6 +16,5 @@ __all__ = [
     "ObjectSink",
     "ResultSink",
     "SettingsKeys",
-    "identity_of_version",
-    "object_identity",
+    "identity_of",
 ]

@@ -8,9 +8,9 @@ from two roots given directly, in order of full path: outputs/layout.py.)
 
 Resume: after a source's whole set is written, a stamp `.NAME.batchscribe` beside it records the
 source's identity and the settings key. A later run with both unchanged (and every requested format
-present) skips the source. The identity is the content's sha256 for a local file and the object's
-ETag (plus its VersionId, when the bucket keeps versions) for an object, so a duplicate event or a
-retried job never transcribes the same object version twice.
+present) skips the source. The identity (identity_of) is the content's sha256 for a local file and
+the object's ETag for an object, from every front end alike, so a duplicate event, a retried job or
+a worker after `job` never transcribes the same content twice.
 """
 
 from __future__ import annotations
@@ -73,19 +73,31 @@ def recorded_done(text: Optional[str], identity: str, keys: SettingsKeys) -> boo
         return False
     if not isinstance(recorded, dict) or "error" in recorded:
         return False
-    return recorded.get("identity", recorded.get("sha256")) == identity and keys.matches(recorded.get("settings"))
+    identity_recorded = str(recorded.get("identity", recorded.get("sha256")))
+    # `etag:E version:V`: what `job` recorded in a versioned bucket before the one rule (identity_of)
+    same = identity_recorded.split(" version:", 1)[0] == identity
+    return same and keys.matches(recorded.get("settings"))
 
 
-def object_identity(etag: str, version_id: Optional[str] = None) -> str:
-    """An object's identity in a stamp: `etag:E` or `etag:E version:V`."""
-    identity = f"etag:{etag.strip(chr(34))}"
-    return f"{identity} version:{version_id}" if version_id and version_id != "null" else identity
+class Versioned(Protocol):
+    """What names a stored object's content: storage.base.StoredObject, or a queued Job."""
+
+    @property
+    def version(self) -> str: ...  # an S3 object's ETag, or a local file's `sha256:HEX`
 
 
-def identity_of_version(version: str) -> str:
-    """A store object's version (storage/) as a source identity: a local file's `sha256:HEX` is the
-    bare hex a `transcribe` stamp holds (the same file gets the same stamp from every front end)."""
-    return version.removeprefix("sha256:") if version.startswith("sha256:") else object_identity(version)
+def identity_of(stored: Versioned) -> str:
+    """A stored object as a source identity in a stamp, the one rule of every front end: a local
+    file's `sha256:HEX` is the bare hex a `transcribe` stamp holds; an S3 object is `etag:E`.
+
+    The VersionId is left out on purpose: a listing (backfill, a worker's scan) and a bucket event
+    do not carry it, only a HEAD does, so a stamp holding it would differ between `job` and the
+    worker for the same object. The ETag alone changes with the content, which is what decides the
+    transcript; two versions with the same content share it and rightly share one transcript."""
+    version = stored.version
+    if version.startswith("sha256:"):
+        return version.removeprefix("sha256:")
+    return f"etag:{version.strip(chr(34))}"
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,7 @@ class Failure:
 
 class ResultSink(Protocol):
     """Where the transcripts of a run's sources go. `name` is a source's relative name (`a/c.mp3`);
-    `identity` its content (sha256 hex) or object identity (object_identity)."""
+    `identity` its content (sha256 hex) or object identity (`etag:E`): identity_of."""
 
     where: str  # the root, as shown to a person
 

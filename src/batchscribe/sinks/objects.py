@@ -3,8 +3,8 @@
 
 Transcripts go to `NAME.FORMAT` below the store's root, each object whole (a folder writes the
 set all or nothing; S3 has no multi-object write, so the stamp, written last, is what makes a
-set count as done). The stamp `.NAME.batchscribe` records the source object's identity (ETag and
-VersionId), the settings and the formats stored: a duplicate event or a retried Batch job finds it
+set count as done). The stamp `.NAME.batchscribe` records the source object's identity (its ETag:
+sinks.base.identity_of), the settings and the formats stored: a duplicate event or a retried Batch job finds it
 and skips the object (one GET; the transcripts themselves are not asked for, so a transcript deleted
 by hand beside its stamp is not noticed: delete the stamp too to have the source transcribed again).
 
