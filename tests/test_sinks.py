@@ -17,7 +17,7 @@ from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.resume import content_sha256
 from batchscribe.pipeline import Transcriber
 from batchscribe.sinks import FolderSink, ObjectSink, SettingsKeys
-from batchscribe.sinks.base import settings_key
+from batchscribe.sinks.base import Failure, settings_key
 from batchscribe.storage.local import LocalStore
 
 OPTIONS = TranscribeOptions(formats=("txt", "json"), batch_size=1)
@@ -283,3 +283,18 @@ def test_batchscribe_job_transcribes_anyway_with_a_warning_when_the_stamp_cannot
     assert code == batch_job.EXIT_OK and engine.calls
     assert " ".join((tmp_path / "out" / "a.wav.txt").read_text().split()) == expected_text([0])
     assert "cannot tell whether it is already transcribed (An error occurred (AccessDenied)" in caplog.text
+
+
+def test_a_failure_never_replaces_a_stamp_that_says_the_same_content_is_stored(tmp_path):
+    """A worker whose lease passed to another that stored the set fails late, or a run with other
+    settings fails: the valid stamp stays. A failure of other content, or with no stamp, is recorded."""
+    sink = ObjectSink(LocalStore(tmp_path))
+    keys = SettingsKeys("k")
+    sink.write("a.wav", {"txt": "t", "json": "{}"}, "s3://b/in/a.wav", "etag:e1", "k")
+    sink.record_failures([Failure("s3://b/in/a.wav", "s3://b/in/a.wav: batch failed", "a.wav", "etag:e1")])
+    assert sink.is_done("a.wav", "etag:e1", keys, ("txt", "json")), "a late failure erased the stamp"
+
+    sink.record_failures([Failure("s3://b/in/a.wav", "s3://b/in/a.wav: not audio", "a.wav", "etag:e2")])
+    assert json.loads(sink.stamp("a.wav"))["error"] == "s3://b/in/a.wav: not audio"  # a new version failed
+    sink.record_failures([Failure("s3://b/in/b.wav", "s3://b/in/b.wav: not audio", "b.wav", "etag:e3")])
+    assert json.loads(sink.stamp("b.wav"))["identity"] == "etag:e3"

@@ -65,18 +65,28 @@ def failed_record(source: str, identity: str, error: str) -> str:
     return json.dumps({"source": source, "identity": identity, "error": error}, ensure_ascii=False) + "\n"
 
 
-def recorded_done(text: Optional[str], identity: str, keys: SettingsKeys) -> bool:
-    """Whether a stamp's text says this identity was transcribed with these settings."""
+def stored_record(text: Optional[str]) -> Optional[dict]:
+    """A stamp's record of a stored set (source, identity, settings, formats); None for no stamp,
+    a failure's record or text that is not one."""
     try:
         recorded = json.loads(text) if text else None
     except ValueError:
-        return False
-    if not isinstance(recorded, dict) or "error" in recorded:
-        return False
-    identity_recorded = str(recorded.get("identity", recorded.get("sha256")))
-    # `etag:E version:V`: what `job` recorded in a versioned bucket before the one rule (identity_of)
-    same = identity_recorded.split(" version:", 1)[0] == identity
-    return same and keys.matches(recorded.get("settings"))
+        return None
+    return recorded if isinstance(recorded, dict) and "error" not in recorded else None
+
+
+def same_identity(recorded: dict, identity: str) -> bool:
+    """Whether a stored record is for this source identity. `etag:E version:V` is what `job` recorded
+    in a versioned bucket before the one rule (identity_of): its ETag decides."""
+    return str(recorded.get("identity", recorded.get("sha256"))).split(" version:", 1)[0] == identity
+
+
+def matching_record(text: Optional[str], identity: str, keys: SettingsKeys) -> Optional[dict]:
+    """A stamp's record if it says this identity was transcribed with these settings, else None."""
+    recorded = stored_record(text)
+    if recorded is None or not same_identity(recorded, identity) or not keys.matches(recorded.get("settings")):
+        return None
+    return recorded
 
 
 class Versioned(Protocol):

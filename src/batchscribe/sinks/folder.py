@@ -18,7 +18,7 @@ from pathlib import Path, PurePath
 from batchscribe.names import fit_name, shown, text_key
 from batchscribe.outputs.layout import output_path
 from batchscribe.outputs.writers import write_atomic, write_set
-from batchscribe.sinks.base import STAMP_SUFFIX, Failure, SettingsKeys, done_record, recorded_done
+from batchscribe.sinks.base import STAMP_SUFFIX, Failure, SettingsKeys, done_record, matching_record
 
 FAILURES_FILE = "failures.jsonl"
 
@@ -38,7 +38,7 @@ class FolderSink:
             text = self._stamp(stem).read_text(encoding="utf-8")
         except (OSError, ValueError):
             return False
-        return recorded_done(text, identity, keys) and all(
+        return matching_record(text, identity, keys) is not None and all(
             output_path(self.folder, Path(stem), fmt).exists() for fmt in formats
         )
 

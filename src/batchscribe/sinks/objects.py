@@ -10,17 +10,28 @@ by hand beside its stamp is not noticed: delete the stamp too to have the source
 
 A failure is recorded in the same stamp object, next to the file (never in a shared
 `failures.jsonl`, which concurrent jobs writing to one prefix would overwrite); a later success
-replaces it.
+replaces it. A failure never replaces a stamp that says the same source content is stored (with
+any settings): a worker whose lease passed to another that stored the set, or a run with other
+settings, must not erase a valid stamp (the stamp is read just before; a failure written in the
+instant between another's write and that read is the one race left, and costs one transcription).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
 from batchscribe.errors import InputError
 from batchscribe.names import shown
-from batchscribe.sinks.base import Failure, SettingsKeys, done_record, failed_record, recorded_done, stamp_name
+from batchscribe.sinks.base import (
+    Failure,
+    SettingsKeys,
+    done_record,
+    failed_record,
+    matching_record,
+    same_identity,
+    stamp_name,
+    stored_record,
+)
 from batchscribe.storage.keys import output_key
 from batchscribe.storage.base import Store
 
@@ -40,10 +51,8 @@ class ObjectSink:
             return ""
 
     def is_done(self, name: str, identity: str, keys: SettingsKeys, formats: tuple[str, ...]) -> bool:
-        text = self.stamp(name)
-        if not recorded_done(text, identity, keys):
-            return False
-        return set(formats) <= set(json.loads(text).get("formats", ()))
+        recorded = matching_record(self.stamp(name), identity, keys)
+        return recorded is not None and set(formats) <= set(recorded.get("formats", ()))
 
     def write(self, name: str, texts: dict[str, str], source: str, identity: str, key: str) -> dict[str, str]:
         keyed = {output_key(name, fmt): text for fmt, text in texts.items()}
@@ -61,6 +70,12 @@ class ObjectSink:
             if failure.name is None:
                 continue
             try:
+                stored = stored_record(self.stamp(failure.name))
+                if stored is not None and same_identity(stored, failure.identity):
+                    log.info("%s: its transcripts for this content are stored (by another worker or run); "
+                             "the stamp is kept, not replaced by this failure: %s", failure.source,
+                             shown(failure.error))  # fmt: skip
+                    continue
                 self.store.put_text(stamp_name(failure.name), failed_record(failure.source, failure.identity,
                                                                             shown(failure.error)))  # fmt: skip
             except Exception as error:
