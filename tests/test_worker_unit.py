@@ -145,3 +145,41 @@ def test_a_second_stop_gives_the_unfinished_jobs_back_at_once(tmp_path):
     assert states(store) == dict.fromkeys("abc", "queued")
     assert all(job.attempts == 0 and job.lease_owner is None for job in store.jobs())
     assert not (tmp_path / "out").exists()
+
+
+def test_a_job_the_pipeline_finds_done_is_acknowledged_though_the_model_then_fails(tmp_path, monkeypatch):
+    """a's transcripts are stored, but the worker's own look at its stamp failed (a store hiccup): the
+    pipeline finds it done and reports it at once, so when the model fails on b's batch, a is
+    succeeded, without an attempt used up, and only b fails this attempt."""
+    from batchscribe.errors import ModelError
+    from batchscribe.sinks.base import identity_of
+    from batchscribe.sinks.objects import ObjectSink
+
+    store = queue_folder(tmp_path, {"a": [0], "b": [1]})
+    (queued_a,) = [job for job in store.jobs() if job.key == "a.wav"]
+    keys = Transcriber(OPTIONS, engine_loader=FakeEngine().load).settings_keys()
+    ObjectSink(LocalStore(tmp_path / "out")).write("a.wav", {"txt": "a", "json": "{}"}, queued_a.source_uri,
+                                                   identity_of(queued_a), keys.current)  # fmt: skip
+    looks = []
+    real_is_done = ObjectSink.is_done
+
+    def first_look_fails(self, name, *args):
+        looks.append(name)
+        if looks.count(name) == 1:
+            raise ConnectionError("scripted: connection reset")
+        return real_is_done(self, name, *args)
+
+    monkeypatch.setattr(ObjectSink, "is_done", first_look_fails)
+
+    def model_fails(windows: list[list[str]]) -> None:
+        raise ModelError("scripted: the model failed")
+
+    options = WorkerOptions(poll_seconds=0.05, exit_when_idle=False)
+    engine = FakeEngine(before_decode=model_fails)
+    hurt = Worker(store, OPTIONS, options, Transcriber(OPTIONS, engine_loader=engine.load))
+    hurt.run_batch(store.claim(hurt.owner, 16, 60.0))
+
+    jobs = {Path(job.key).stem: job for job in store.jobs()}
+    assert (jobs["a"].state, jobs["a"].attempts) == (JobState.SUCCEEDED, 0)
+    assert jobs["b"].attempts == 1 and "scripted: the model failed" in jobs["b"].last_error
+    assert sorted(looks) == ["a.wav", "a.wav", "b.wav", "b.wav"]  # each failed look asked once more, no more

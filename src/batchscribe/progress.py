@@ -39,7 +39,7 @@ class TerminalProgress:
 
     def started(self, files: int, skipped: int) -> None:
         self._started = time.perf_counter()
-        self._bar.update(self._task, total=files, completed=skipped)
+        self._bar.update(self._task, total=files)  # skipped and missing files were counted as they were told
 
     def file_finished(self, result: FileResult) -> None:
         if result.status == "failed":

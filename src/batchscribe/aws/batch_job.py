@@ -102,7 +102,7 @@ def run_job(
                     continue
                 path = source.local_copy(relative, Path(scratch) / str(n))
                 shown = source.root + relative
-                sources.append(SourceFile(path, relative, shown, identity, label=shown))
+                sources.append(SourceFile(path, relative, shown, identity, label=shown, resume_checked=True))
             except Exception as error:
                 missing = _is_missing(error)
                 bad, transient = bad + missing, transient + (not missing)

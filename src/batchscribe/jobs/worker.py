@@ -166,13 +166,11 @@ class Worker:
         self._claimed = time.monotonic()
         try:
             with tempfile.TemporaryDirectory(prefix="batchscribe-") as scratch:
-                self._skip_done(pending)
+                checked = self._skip_done(pending)
                 for fetched in _rounds(self._fetch(pending, Path(scratch))):
                     listener = _BatchListener(self, [job for _, job in fetched], pending)
-                    summary = self.transcriber.run([self._source(p, job) for p, job in fetched], None, listener)
-                    for result in summary.results:  # found done by the pipeline (between our look and its)
-                        if result.status == "skipped":
-                            listener.file_finished(result)
+                    sources = [self._source(p, job, job.id in checked) for p, job in fetched]
+                    self.transcriber.run(sources, None, listener)  # each result, skipped ones too, to `finish`
             for job in list(pending.values()):  # the pipeline reports every file; this is a safety net
                 self._fail(pending, job, "the transcription run ended without a result for this file")
         except _Stopping:
@@ -199,29 +197,34 @@ class Worker:
         finally:
             worker_metrics().batch_done(time.monotonic() - self._claimed, self.transcriber.model_load_seconds)
 
-    def _source(self, path: Path, job: Job):
+    def _source(self, path: Path, job: Job, resume_checked: bool = False):
         from batchscribe.pipeline import SourceFile  # with the engine: see __init__
 
         identity = identity_of(job)
         sink = self._sink(job.dest_root)
-        return SourceFile(path, job.key, job.source_uri, identity, label=job.source_uri, sink=sink)
+        return SourceFile(path, job.key, job.source_uri, identity, label=job.source_uri, sink=sink,
+                          resume_checked=resume_checked)  # fmt: skip
 
-    def _skip_done(self, pending: dict[int, Job]) -> None:
+    def _skip_done(self, pending: dict[int, Job]) -> set[int]:
         """Acknowledge, without fetching them, jobs whose transcripts are already stored for this very
-        object version and these settings (the sink's stamp: a lease that expired after the store)."""
+        object version and these settings (the sink's stamp: a lease that expired after the store).
+        Returns the ids of the jobs found not done, which the pipeline need not ask about again (one
+        stamp read per job)."""
         if self.options.overwrite:
-            return
+            return set()
         keys = self.transcriber.settings_keys()
+        checked = set()
         for job in list(pending.values()):
             try:
-                done = self._sink(job.dest_root).is_done(
-                    job.key, identity_of(job), keys, self.options.formats
-                )
+                done = self._sink(job.dest_root).is_done(job.key, identity_of(job), keys, self.options.formats)
             except Exception as error:  # the pipeline asks again; storing will say what is wrong
                 log.warning("%s: cannot tell whether it is already transcribed: %s", job.source_uri, error)
                 continue
             if done:
                 self.finish(pending, job, FileResult(job.source_uri, "skipped"))
+            else:
+                checked.add(job.id)
+        return checked
 
     def _fetch(self, pending: dict[int, Job], scratch: Path) -> list[tuple[Path, Job]]:
         """Each job's local copy (a folder's file is read where it is: two versions of it share a path)."""

@@ -32,6 +32,10 @@ log = logging.getLogger("batchscribe")
 
 
 class ProgressListener(Protocol):
+    """Told of every source's result as it is known: a missing input and a source found already done
+    (status "skipped") before `started`, the others as they finish. `skipped` in `started` counts the
+    skipped ones already reported."""
+
     def started(self, files: int, skipped: int) -> None: ...
 
     def file_finished(self, result: FileResult) -> None: ...
@@ -49,6 +53,7 @@ class SourceFile:
     identity: Optional[str] = None
     label: Optional[str] = None  # the JSON's `source` (default: `shown` as text, batchscribe.names.text_key)
     sink: Optional[ResultSink] = field(default=None, compare=False)  # this source's own (a worker's job's route)
+    resume_checked: bool = False  # the front end asked the sink already (not done): not asked again
 
     def message(self, error: str) -> str:
         """An error about the local copy, as the user knows the file (the audio thread only knows the path)."""
@@ -152,15 +157,16 @@ class RunFiles:
                 done = (
                     sink is not None
                     and not self.options.overwrite
+                    and not source.resume_checked
                     and sink.is_done(source.name, identity, keys, self.options.formats)
                 )
             except Exception as error:  # the store cannot be asked now: transcribe it; storing it will tell
                 log.warning("%s: cannot tell whether it is already transcribed (%s); transcribing it", source.shown,
                             error)  # fmt: skip
                 done = False
-            if done:
+            if done:  # told at once: a worker acknowledges its job whatever happens to the rest of the run
                 skipped += 1
-                self.results.append(FileResult(source=source.shown, status="skipped"))
+                self.finish(FileResult(source=source.shown, status="skipped"))
             else:
                 files[len(files)] = FileInFlight(source, identity, prompt, keys.current)
         return files, skipped
