@@ -202,6 +202,8 @@ def test_batchscribe_job_run_twice_for_one_object_version_transcribes_it_once(tm
         assert record["source"] == "s3://media/in/talks/junk.wav" and "not a recognised audio" in record["error"]
         assert not [k for k in stored() if k.endswith("failures.jsonl")]
 
+        assert_the_copy_is_of_the_content_looked_at(s3, endpoint, tmp_path / "copies")
+
 
 def test_a_worker_with_a_fresh_job_store_skips_what_its_output_already_holds(tmp_path):
     """The job store forgotten (deleted, or another one), the outputs kept: the stamps beside them
@@ -298,3 +300,29 @@ def test_a_failure_never_replaces_a_stamp_that_says_the_same_content_is_stored(t
     assert json.loads(sink.stamp("a.wav"))["error"] == "s3://b/in/a.wav: not audio"  # a new version failed
     sink.record_failures([Failure("s3://b/in/b.wav", "s3://b/in/b.wav: not audio", "b.wav", "etag:e3")])
     assert json.loads(sink.stamp("b.wav"))["identity"] == "etag:e3"
+
+
+
+def assert_the_copy_is_of_the_content_looked_at(s3, endpoint: str, folder: Path) -> None:
+    """An object overwritten between `job`'s HEAD and its download: a versioned bucket gives the version
+    looked at; a plain one refuses (412), so a stamp never vouches for content it did not see. (Run
+    inside the job test: one SeaweedFS start less.)"""
+    from botocore.exceptions import ClientError
+
+    from batchscribe.storage.s3 import S3Store
+
+    for bucket, versions in (("kept", "Enabled"), ("plain", None)):
+        s3.create_bucket(Bucket=bucket)
+        if versions:
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": versions})
+        s3.put_object(Bucket=bucket, Key="in/a.wav", Body=b"first" * 100)
+        store = S3Store(bucket, "in/", endpoint)
+        seen = store.stat("a.wav")
+        s3.put_object(Bucket=bucket, Key="in/a.wav", Body=b"second" * 100)
+        if versions:
+            assert store.local_copy("a.wav", folder / bucket, seen).read_bytes() == b"first" * 100
+        else:
+            with pytest.raises(ClientError, match="PreconditionFailed"):
+                store.local_copy("a.wav", folder / bucket, seen)
+        again = store.local_copy("a.wav", folder / f"{bucket}-now", store.stat("a.wav"))
+        assert again.read_bytes() == b"second" * 100

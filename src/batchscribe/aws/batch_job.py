@@ -100,7 +100,7 @@ def run_job(
                     skipped += 1
                     log.info("%s: already transcribed (version %s, same settings); skipped", uri, identity)
                     continue
-                path = source.local_copy(relative, Path(scratch) / str(n))
+                path = source.local_copy(relative, Path(scratch) / str(n), stored)  # the content stat() saw
                 shown = source.root + relative
                 sources.append(SourceFile(path, relative, shown, identity, label=shown, resume_checked=True))
             except Exception as error:

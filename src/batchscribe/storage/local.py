@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from batchscribe.errors import InputError
 from batchscribe.inputs import walk
@@ -66,8 +66,9 @@ class LocalStore:
         except FileNotFoundError:
             raise InputError(f"{self.root}{key}: no such file") from None
 
-    def local_copy(self, key: str, folder: Path) -> Path:
-        """A local file needs no copy: the pipeline reads it where it is."""
+    def local_copy(self, key: str, folder: Path, seen: Optional[StoredObject] = None) -> Path:
+        """A local file needs no copy: the pipeline reads it where it is (`seen` is not checked: a
+        folder's stamp holds the sha256 the pipeline computes from what it reads)."""
         return self._path(key)
 
     def put_text(self, key: str, text: str) -> None:

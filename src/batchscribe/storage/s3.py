@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Optional
 
@@ -58,11 +59,21 @@ class S3Store:
             raise
         return StoredObject(self.root, key, head["ETag"].strip('"'), head["ContentLength"], head.get("VersionId"))
 
-    def local_copy(self, key: str, folder: Path) -> Path:
+    def local_copy(self, key: str, folder: Path, seen: Optional[StoredObject] = None) -> Path:
+        """The object in a local file. `seen`: the object as stat() found it; the copy is then of that
+        very content, so a stamp written for it never vouches for other content: its VersionId when
+        the bucket keeps versions, else a GET with If-Match on its ETag. Raises botocore's ClientError
+        (PreconditionFailed: overwritten since; a retry takes the new content)."""
         name = PurePosixPath(key)
         target = folder / fit_name(name.stem, name.suffix)  # S3 keys may be 1024 bytes; a file name 255
         folder.mkdir(parents=True, exist_ok=True)
-        self.client.download_file(self.bucket, self._key(key), str(target))
+        if seen is None or seen.version_id:
+            extra = {"VersionId": seen.version_id} if seen is not None else None
+            self.client.download_file(self.bucket, self._key(key), str(target), ExtraArgs=extra)
+            return target
+        body = self.client.get_object(Bucket=self.bucket, Key=self._key(key), IfMatch=f'"{seen.version}"')["Body"]
+        with open(target, "wb") as handle:
+            shutil.copyfileobj(body, handle, 1 << 20)
         return target
 
     def put_text(self, key: str, text: str) -> None:
