@@ -326,3 +326,18 @@ def assert_the_copy_is_of_the_content_looked_at(s3, endpoint: str, folder: Path)
                 store.local_copy("a.wav", folder / bucket, seen)
         again = store.local_copy("a.wav", folder / f"{bucket}-now", store.stat("a.wav"))
         assert again.read_bytes() == b"second" * 100
+
+
+def test_a_second_input_of_the_same_name_is_not_taken_for_the_first_ones_old_set(tmp_path):
+    """`x/c.mp3` and `y/c.mp3`, the same content: the old scheme's `c.txt` + `.c.batchscribe` stand for
+    the first (`c.mp3`), never for the second, whose outputs are `c.mp3-2.*`."""
+    (tmp_path / "x").mkdir()
+    write_wav(tmp_path / "x" / "c.mp3", marked_speech([0]))  # the sink looks at names and stamps only
+    out = tmp_path / "out"
+    out.mkdir()
+    write_as_before(out, "c", tmp_path / "x" / "c.mp3")
+    sink, identity = FolderSink(out), content_sha256(tmp_path / "x" / "c.mp3")
+    keys = SettingsKeys("new", (settings_key(OPTIONS.output_settings()),))
+    assert sink.is_done("c.mp3", identity, keys, OPTIONS.formats)
+    assert not sink.is_done("c.mp3-2", identity, keys, OPTIONS.formats)
+    assert not sink.is_done("c.notes", identity, keys, OPTIONS.formats), "not a media file's name"

@@ -15,6 +15,7 @@ import json
 import logging
 from pathlib import Path, PurePath
 
+from batchscribe.inputs import MEDIA_EXTENSIONS
 from batchscribe.names import fit_name, shown, text_key
 from batchscribe.outputs.layout import output_path
 from batchscribe.outputs.writers import write_atomic, write_set
@@ -46,8 +47,11 @@ class FolderSink:
         stem = PurePath(name)
         if self._set_done(stem, identity, keys, formats):
             return True
-        legacy = stem.with_suffix("") if stem.suffix else None  # `transcribe` wrote `c.txt` for `c.mp3` before
-        return legacy is not None and self._set_done(legacy, identity, keys, formats)
+        # `transcribe` wrote `c.txt` for `c.mp3` before; only for a name that is a media file's own: the
+        # second `c.mp3` from another root is `c.mp3-2` (suffix `.mp3-2`), never the old `c` set
+        if stem.suffix.lower() not in MEDIA_EXTENSIONS:
+            return False
+        return self._set_done(stem.with_suffix(""), identity, keys, formats)
 
     def write(self, name: str, texts: dict[str, str], source: str, identity: str, key: str) -> dict[str, Path]:
         """Every format or none, then the stamp that lets a re-run skip the source. Raises OSError."""
