@@ -17,7 +17,8 @@ from media import write_audio
 from batchscribe.audio import SAMPLE_RATE
 from batchscribe.errors import ModelError
 from batchscribe.options import TranscribeOptions
-from batchscribe.pipeline import FAILURES_FILE, Transcriber
+from batchscribe.pipeline import Transcriber
+from batchscribe.sinks import FAILURES_FILE
 from batchscribe.results import FileResult
 
 FORMATS = ("txt", "json")

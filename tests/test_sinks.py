@@ -14,7 +14,7 @@ from fake_engine import FakeEngine, expected_text, marked_speech, write_wav
 
 from batchscribe.names import text_key
 from batchscribe.options import TranscribeOptions
-from batchscribe.outputs.resume import content_sha256
+from batchscribe.digests import content_sha256
 from batchscribe.pipeline import Transcriber
 from batchscribe.sinks import FolderSink, ObjectSink, SettingsKeys
 from batchscribe.sinks.base import Failure, settings_key

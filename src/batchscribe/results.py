@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Literal, Optional
 
 from batchscribe.errors import is_bad_input
@@ -131,7 +130,7 @@ class FailureKind(str, Enum):
 class FileResult:
     source: str
     status: FileStatus
-    outputs: dict[str, Path] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)  # format -> where it was stored (a path or a URI)
     transcript: Optional[Transcript] = None
     error: Optional[str] = None
     audio_seconds: float = 0.0

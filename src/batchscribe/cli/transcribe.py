@@ -22,7 +22,8 @@ def _transcribe(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from batchscribe.names import shown
-    from batchscribe.pipeline import FAILURES_FILE, run  # loaded here: other commands never load the engine
+    from batchscribe.pipeline import run  # loaded here: other commands never load the engine
+    from batchscribe.sinks.folder import FAILURES_FILE
     from batchscribe.progress import TerminalProgress
 
     options = transcribe_options(args, overwrite=args.overwrite)

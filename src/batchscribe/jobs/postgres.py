@@ -23,7 +23,7 @@ from batchscribe.jobs.store import (
     StoreMissing,
     store_location,
 )
-from batchscribe.storage.objects import StoredObject
+from batchscribe.storage.base import StoredObject
 
 POOL_SIZE = 8  # a worker uses 2-3 connections (main, heartbeat, SQS intake); a webhook more
 WAIT_SECONDS = 10.0  # for a connection: longer means the server is down; the caller decides what then

@@ -26,7 +26,7 @@ from batchscribe.jobs.store import (
     StoreMissing,
     store_location,
 )
-from batchscribe.storage.objects import StoredObject
+from batchscribe.storage.base import StoredObject
 
 BUSY_TIMEOUT_SECONDS = 60
 

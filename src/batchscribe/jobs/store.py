@@ -25,7 +25,7 @@ from typing import Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 from batchscribe.errors import OptionsError
-from batchscribe.storage.objects import StoredObject
+from batchscribe.storage.base import StoredObject
 
 MAX_LOST_LEASES = 10
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")  # two letters or more: `C:` is a Windows drive

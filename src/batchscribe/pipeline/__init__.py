@@ -9,6 +9,5 @@ The model is loaded once; a file is finished the moment its last piece comes bac
 
 from batchscribe.pipeline.files import ProgressListener, SourceFile
 from batchscribe.pipeline.transcriber import Transcriber, decode_options_of, run
-from batchscribe.sinks.folder import FAILURES_FILE
 
-__all__ = ["FAILURES_FILE", "ProgressListener", "SourceFile", "Transcriber", "decode_options_of", "run"]
+__all__ = ["ProgressListener", "SourceFile", "Transcriber", "decode_options_of", "run"]

@@ -21,7 +21,7 @@ from batchscribe.inputs import InputFile
 from batchscribe.names import shown, text_key
 from batchscribe.options import TranscribeOptions
 from batchscribe.outputs.layout import plan_stems
-from batchscribe.outputs.resume import content_sha256
+from batchscribe.digests import content_sha256
 from batchscribe.outputs.segments import build_segments, cue_rules
 from batchscribe.outputs.writers import render
 from batchscribe.results import FailureKind, FileResult, Segment, SourceAudio, Transcript, Word
@@ -233,7 +233,7 @@ class RunFiles:
     def count_ok(self) -> int:
         return sum(1 for r in self.results if r.status == "ok")
 
-    def _write(self, sink: ResultSink, file: FileInFlight, transcript: Transcript, model_name: str) -> dict:
+    def _write(self, sink: ResultSink, file: FileInFlight, transcript: Transcript, model_name: str) -> dict[str, str]:
         """Every format or none, then the stamp that lets a re-run skip the file (the sink's rule)."""
         source = file.source
         label = source.label if source.label is not None else text_key(source.shown)

@@ -53,13 +53,14 @@ class FolderSink:
             return False
         return self._set_done(stem.with_suffix(""), identity, keys, formats)
 
-    def write(self, name: str, texts: dict[str, str], source: str, identity: str, key: str) -> dict[str, Path]:
-        """Every format or none, then the stamp that lets a re-run skip the source. Raises OSError."""
+    def write(self, name: str, texts: dict[str, str], source: str, identity: str, key: str) -> dict[str, str]:
+        """Every format or none, then the stamp that lets a re-run skip the source; returns format ->
+        the file's path. Raises OSError."""
         stem = Path(name)
         outputs = {fmt: output_path(self.folder, stem, fmt) for fmt in texts}
         write_set({outputs[fmt]: text for fmt, text in texts.items()})
         write_atomic(self._stamp(stem), done_record(text_key(source), identity, key, tuple(texts)))
-        return outputs
+        return {fmt: str(path) for fmt, path in outputs.items()}
 
     def record_failures(self, failures: list[Failure]) -> None:
         """`failures.jsonl`, one line per failed source, or none when nothing failed. A full or

@@ -19,7 +19,7 @@ from typing import Iterator, Optional
 from batchscribe.errors import InputError
 from batchscribe.inputs import walk
 from batchscribe.names import fit_name, path_name, text_key
-from batchscribe.outputs.resume import content_sha256
+from batchscribe.digests import content_sha256
 from batchscribe.outputs.writers import write_atomic, write_set
 from batchscribe.storage.keys import checked_key
 from batchscribe.storage.base import StoredObject

@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 
 from batchscribe.errors import InputError
 from batchscribe.jobs.store import JobStore
-from batchscribe.storage.objects import StoredObject
+from batchscribe.storage.base import StoredObject
 from batchscribe.triggers.route import Route
 
 log = logging.getLogger("batchscribe.triggers")
