@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -235,3 +236,39 @@ def test_files_read_on_several_threads_give_the_same_transcripts_and_a_bad_file_
     assert {n: r.transcript.text for n, r in summaries[1].items() if r.transcript} == {
         n: r.transcript.text for n, r in summaries[3].items() if r.transcript
     }
+
+
+class EndlessStream:
+    """A file that never ends (a live stream, or a file far longer than any test): speech blocks forever."""
+
+    start, channels, blocks_read = 0.0, 1, 0
+
+    def blocks(self):
+        block = marked_speech([6, 7])
+        while True:
+            EndlessStream.blocks_read += 1
+            yield block
+
+
+def test_when_the_model_fails_the_audio_thread_and_its_readers_stop_reading(tmp_path, monkeypatch):
+    """The run ends at its first batch while a file is still being read: that file is read no further,
+    and neither the audio thread nor a reader thread is left behind."""
+    import batchscribe.pipeline.producer as producer
+
+    inputs = make_files(tmp_path / "in", {"a": [0, 1, 2, 3, 4, 5], "b": [6]})
+    real_open = producer.open_audio
+    monkeypatch.setattr(producer, "open_audio", lambda path, track: EndlessStream() if "b.wav" in str(path)
+                        else real_open(path, track))  # fmt: skip
+    engine = FakeEngine(before_decode=lambda windows: (_ for _ in ()).throw(RuntimeError("scripted: out of memory")))
+    options = TranscribeOptions(formats=FORMATS, batch_size=1, audio_workers=2)
+    with pytest.raises(ModelError):
+        Transcriber(options, engine_loader=engine.load).run([str(inputs)], tmp_path / "out")
+    deadline = time.monotonic() + WAIT
+    names = ("batchscribe-audio", "batchscribe-read")
+    while any(t.name.startswith(names) for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(names)]
+    read = EndlessStream.blocks_read
+    time.sleep(0.5)
+    assert EndlessStream.blocks_read == read  # nothing reads b any more
+    assert len(engine.calls) == 1  # no batch was taken after the failure

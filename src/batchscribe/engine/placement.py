@@ -98,24 +98,23 @@ def ct2_cuda_ready() -> bool:
     return True
 
 
-def cpu_has_bf16_matrix_units() -> bool:
-    """True on CPUs where PyTorch's bf16 matmuls beat CTranslate2's int8 (AMX, or AVX-512 BF16)."""
+def _cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them (empty elsewhere)."""
     try:
         with open("/proc/cpuinfo") as info:
-            flags = next((line for line in info if line.startswith("flags")), "").split()
+            return set(next((line for line in info if line.startswith("flags")), "").split())
     except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+        return set()
+
+
+def cpu_has_bf16_matrix_units() -> bool:
+    """True on CPUs where PyTorch's bf16 matmuls beat CTranslate2's int8 (AMX, or AVX-512 BF16)."""
+    return bool({"amx_bf16", "avx512_bf16"} & _cpu_flags())
 
 
 def cpu_has_amx() -> bool:
     """True on CPUs with AMX bf16 tiles (Intel Sapphire Rapids and later), where auto picks PyTorch's encoder."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            flags = next((line for line in info if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "amx_bf16" in flags
+    return "amx_bf16" in _cpu_flags()
 
 
 def choose_encoder(device: str, encoder: str = "auto") -> str:
@@ -148,13 +147,13 @@ QUICK_START_MAX_FILES = 16
 
 
 def quick_start(
-    placement: Placement, encoder: str, model: str, durations: Iterable[Optional[float]]
+    placement: Placement, encoder: str, model: str, durations: Iterable[Optional[float]], files: Optional[int] = None
 ) -> Placement:
     """`placement` with CTranslate2's encoder when `encoder` is auto, auto chose PyTorch's, `model`
     is one of QUICK_START_MODELS, and the run's files (`durations`, seconds each, None when a file
     does not say) are at most QUICK_START_MAX_FILES and hold less than QUICK_START_SECONDS in all;
     otherwise `placement` unchanged. Stops reading `durations` as soon as the answer is known, so a
-    large run probes only its first files.
+    large run probes only its first files, and none when `files` (their number) is known to be too many.
 
     Measured on the AMX Xeon (tiny.en, whole command, 2 threads, CPU seconds PyTorch's / CTranslate2's
     encoder): 1 file of 15 s 2.8 / 1.6, 8 files (59 s) 4.5 / 3.8, 16 files (120 s) 6.9 / 6.5, 30 files
@@ -162,6 +161,8 @@ def quick_start(
     int8 encoder costs more than the import from the first file on (8 files: 8.5 / 15.2 CPU s), so base
     keeps PyTorch's. A worker that keeps its model for many runs never takes this path."""
     if encoder != "auto" or placement.encoder != "torch-bf16" or model not in QUICK_START_MODELS:
+        return placement
+    if files is not None and files > QUICK_START_MAX_FILES:
         return placement
     total = 0.0
     for count, seconds in enumerate(durations, 1):

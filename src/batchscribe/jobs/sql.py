@@ -46,16 +46,25 @@ class SqlJobStore(JobStore):
     def _now(self, cur: Any) -> float: ...
 
     def _sql(self, statement: str) -> str:
+        """The statement in this store's placeholder style. Statements here hold no literal `?` or `%`
+        (psycopg would read a `%` as a placeholder too): values always travel as parameters."""
         return statement if self.placeholder == "?" else statement.replace("?", self.placeholder)
 
     def _run(self, cur: Any, statement: str, params: tuple = ()) -> Any:
         return cur.execute(self._sql(statement), params)
 
+    @staticmethod
+    def _ids(job_ids: list[int]) -> str:
+        """`id IN (?, ?, ...)` for these ids: one statement for a list, in both dialects."""
+        return "id IN (" + ", ".join("?" * len(job_ids)) + ")"
+
     def heartbeat(self, owner: str, job_ids: list[int], lease_seconds: float) -> int:
+        if not job_ids:
+            return 0
         with self._write() as cur:
             expires = self._now(cur) + lease_seconds
-            renew = "UPDATE jobs SET lease_expires=? WHERE id=? AND lease_owner=? AND state='running'"
-            return sum(self._run(cur, renew, (expires, job_id, owner)).rowcount for job_id in job_ids)
+            renew = f"UPDATE jobs SET lease_expires=? WHERE {self._ids(job_ids)} AND lease_owner=? AND state='running'"
+            return self._run(cur, renew, (expires, *job_ids, owner)).rowcount
 
     def succeed(self, job_id: int, owner: str, audio_seconds: float) -> bool:
         with self._write() as cur:
@@ -92,15 +101,16 @@ class SqlJobStore(JobStore):
         return state
 
     def release(self, owner: str, job_ids: list[int]) -> None:
+        if not job_ids:
+            return
         with self._write() as cur:
-            now = self._now(cur)
-            for job_id in job_ids:
-                self._run(
-                    cur,
-                    "UPDATE jobs SET state = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'queued' END, "
-                    "lease_owner=NULL, not_before=0, updated=? WHERE id=? AND lease_owner=? AND state='running'",
-                    (now, job_id, owner),
-                )
+            self._run(
+                cur,
+                "UPDATE jobs SET state = CASE WHEN attempts > 0 THEN 'retrying' ELSE 'queued' END, "
+                f"lease_owner=NULL, not_before=0, updated=? WHERE {self._ids(job_ids)} AND lease_owner=? "
+                "AND state='running'",
+                (self._now(cur), *job_ids, owner),
+            )
 
     def retry(self, job_ids: Optional[list[int]] = None, dead: bool = False) -> int:
         reset = "UPDATE jobs SET state='queued', attempts=0, lost_leases=0, not_before=0, updated=?, finished=NULL "
@@ -108,8 +118,10 @@ class SqlJobStore(JobStore):
             now = self._now(cur)
             if dead:
                 return self._run(cur, reset + "WHERE state='dead'", (now,)).rowcount
-            again = reset + "WHERE id=? AND state IN ('dead', 'retrying')"
-            return sum(self._run(cur, again, (now, job_id)).rowcount for job_id in job_ids or [])
+            if not job_ids:
+                return 0
+            again = reset + f"WHERE {self._ids(job_ids)} AND state IN ('dead', 'retrying')"
+            return self._run(cur, again, (now, *job_ids)).rowcount
 
     def dead_letter(self, origin: str, body: str, error: str) -> None:
         with self._write() as cur:

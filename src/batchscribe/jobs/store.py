@@ -43,7 +43,6 @@ class JobState(str, Enum):
 
 
 STATES = tuple(state.value for state in JobState)
-UNFINISHED = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.RETRYING.value)
 
 
 @dataclass(frozen=True)

@@ -71,6 +71,10 @@ class FileFailed:
 END = object()
 
 
+class _Stopped(Exception):
+    """The run ended while a file was being read."""
+
+
 class Producer(threading.Thread):
     """Decodes, finds speech, detects language and packs windows into batches, ahead of the model."""
 
@@ -106,22 +110,29 @@ class Producer(threading.Thread):
                         return
                     self._read(file_id, file, scanned)
             finally:
-                files.close()
+                files.close()  # stops the readers still at work
+            if self.stop.is_set():
+                return
             self._flush(list(self._packers))
             self._put(END)
         except BaseException as error:  # surfaced in the consumer thread
             self._put(error)
 
     def _put(self, item) -> None:
-        """A batch waits for one of BATCHES_AHEAD slots (features take memory); news about a file
-        never waits. (With one bounded queue for both, file news filled it while every worker was
-        busy and the consumer not reading, and the audio thread stalled: on 60 short files it read
-        nothing for 2.7 s, and workers then sat idle waiting for batches.)"""
-        if isinstance(item, Batch):
-            while not self._batch_slots.acquire(timeout=0.2):
-                if self.stop.is_set():
-                    return
+        """News about a file: never waits (see _send)."""
         self.out.put(item)
+
+    def _send(self, windows: list[Window]) -> None:
+        """A batch waits for one of BATCHES_AHEAD slots before its features are computed (they take
+        memory); after a stop it is dropped. (With one bounded queue for batches and file news, the
+        news filled it while every worker was busy and the consumer not reading, and the audio thread
+        stalled: on 60 short files it read nothing for 2.7 s, and workers then sat idle.)"""
+        while not self._batch_slots.acquire(timeout=0.2):
+            if self.stop.is_set():
+                return
+        if self.stop.is_set():
+            return
+        self.out.put(Batch.prepare(self.mel.features, windows))
 
     def _flush(self, groups: list[tuple]) -> None:
         """Close the open windows of `groups` and send every window they hold."""
@@ -131,7 +142,7 @@ class Producer(threading.Thread):
                 self._collect(packer.flush())
             windows = self._ready.pop(group, [])
             for start in range(0, len(windows), self.options.batch_size):
-                self._put(Batch.prepare(self.mel.features, windows[start : start + self.options.batch_size]))
+                self._send(windows[start : start + self.options.batch_size])
 
     def batch_taken(self) -> None:
         self._batch_slots.release()
@@ -156,6 +167,8 @@ class Producer(threading.Thread):
 
             def pieces() -> Iterator[SpeechPiece]:
                 for item in scanned:
+                    if self.stop.is_set():  # the run ended (a stop, the model failing): read no further
+                        raise _Stopped
                     if isinstance(item, Scanned):
                         ends.append(item)
                     else:
@@ -170,6 +183,8 @@ class Producer(threading.Thread):
             self._put(FileRead(file_id, end, count, language, probability, audio, labels, turns))
             if not self.options.packing:  # this file's windows are all known: send them now
                 self._flush([g for g in list(self._packers) + list(self._ready) if g[2] == file_id])
+        except _Stopped:
+            return
         except BatchscribeError as error:
             self._put(FileFailed(file_id, str(error), FailureKind.of(error)))
         except Exception as error:  # a decoder bug must not stop the batch (and recurs on the same bytes)
@@ -222,5 +237,5 @@ class Producer(threading.Thread):
             ready = self._ready.setdefault(group, [])
             ready.append(window)
             if len(ready) >= self.options.batch_size:
-                self._put(Batch.prepare(self.mel.features, ready[:]))
+                self._send(ready[:])
                 ready.clear()

@@ -163,7 +163,9 @@ class Transcriber:
             listener.started(len(given) + len(files) + len(missing), skipped)
         if pending and self._one_shot and self._engine is None:
             durations = (declared_seconds(file.source.path) for file in pending.values())
-            self.placement = quick_start(self.placement, self.options.encoder, self.model.name, durations)
+            self.placement = quick_start(
+                self.placement, self.options.encoder, self.model.name, durations, files=len(pending)
+            )
         try:
             if pending:
                 _feed_model(self._engine_soon(), self.model, pending, self.options, this_run)
@@ -319,3 +321,5 @@ def _feed_model(
             for future in running:
                 future.cancel()
             producer.join(timeout=5)
+            if producer.is_alive():  # a daemon: it stops at its next piece and cannot outlive the process
+                log.warning("the audio thread is still finishing a read after the run ended")
