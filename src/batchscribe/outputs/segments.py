@@ -1,7 +1,7 @@
 """Group words into segments that are also subtitle cues a player can show.
 
-A segment ends at a sentence end (not after a common abbreviation such as "Mr." or "e.g."),
-at a pause, where the language changes (a segment is in one language), or where it would break
+A segment ends at a sentence end (not after a common abbreviation such as "Mr." or "e.g.";
+a sentence under 2 s only where a pause follows it), at a pause, where the language changes (a segment is in one language), or where it would break
 the usual subtitle rules: at most `max_line_count` lines of at most `max_line_width` characters
 (characters, not bytes), at most `max_words_per_line` words a line when set, and at most
 `max_seconds`. The three line options have openai-whisper's names
@@ -22,6 +22,9 @@ SENTENCE_ENDS = (".", "?", "!", "。", "？", "！")
 CLAUSE_ENDS = SENTENCE_ENDS + (",", ";", ":", "、", "，", "；")
 PAUSE_SECONDS = 1.0
 MIN_SENTENCE_SECONDS = 2.0
+# A sentence shorter than MIN_SENTENCE_SECONDS still ends its segment when a pause this long follows
+# it: "What he said. <0.9 s> His father..." is two segments, as a speaker's turn of breath says.
+SENTENCE_PAUSE_SECONDS = 0.5
 # Words whose final "." does not end a sentence (English; lower-case, as written).
 ABBREVIATIONS = frozenset(
     "mr. mrs. ms. dr. st. prof. vs. e.g. i.e. jr. sr. mt. ft. vol. fig. approx. dept. gen. gov. sgt. "
@@ -109,7 +112,7 @@ def build_segments(words: Iterable[Word], keep_words: bool, rules: CueRules = Cu
         if current:
             pause = word.start - current[-1].end
             sentence_done = ends_sentence(current[-1].word) and (
-                current[-1].end - current[0].start >= MIN_SENTENCE_SECONDS
+                current[-1].end - current[0].start >= MIN_SENTENCE_SECONDS or pause >= SENTENCE_PAUSE_SECONDS
             )
             switched = word.language != current[-1].language  # a segment is in one language
             if pause >= PAUSE_SECONDS or sentence_done or switched:
