@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from batchscribe.arenas import limit_malloc_arenas
 from batchscribe.checks import check_inputs, check_language, check_output_dir
 from batchscribe.engine.backends import load_engine
 from batchscribe.engine.batch import PieceWords, transcribe_batch
@@ -58,6 +59,7 @@ class Transcriber:
         options: Optional[TranscribeOptions] = None,
         engine_loader: Callable[[ResolvedModel, Placement], Engine] = load_engine,
     ):
+        limit_malloc_arenas()  # before the model's and readers' threads start: a long file's peak memory
         self.options = options or TranscribeOptions()
         if self.options.condition_on_previous_text:
             raise OptionsError(
