@@ -11,7 +11,8 @@ Results go to bench/results/latest.{json,md,png}. On a GPU machine, for example:
         --systems batchscribe-ct2,batchscribe-torch,fw-batched-16,hf-pipeline-16,seed
 
 A system that fails (say CTranslate2 without its CUDA libraries) is reported and left out.
-`python -m bench frontend` times the audio front end alone (see bench/frontend.py).
+`python -m bench frontend` times the audio front end alone (see bench/frontend.py);
+`python -m bench memory --hours 1,3` reads peak RSS as one file grows (see bench/memory.py).
 """
 
 from __future__ import annotations
@@ -135,6 +136,11 @@ def main() -> None:
         from bench.frontend import main as frontend
 
         frontend(sys.argv[2:])
+        return
+    if sys.argv[1:2] == ["memory"]:  # `python -m bench memory ...`: peak RSS as one file grows
+        from bench.memory import main as memory
+
+        memory(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=3)

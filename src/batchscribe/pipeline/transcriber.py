@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional, Union
 
+from batchscribe.arenas import limit_malloc_arenas
 from batchscribe.checks import check_inputs, check_language, check_output_dir
 from batchscribe.audio.decode import declared_seconds
 from batchscribe.engine.backends import load_engine
@@ -60,6 +61,7 @@ class Transcriber:
         engine_loader: Callable[[ResolvedModel, Placement], Engine] = load_engine,
         one_shot: bool = False,
     ):
+        limit_malloc_arenas()  # before the model's and readers' threads start: a long file's peak memory
         self.options = options or TranscribeOptions()
         self._one_shot = one_shot  # one run, then the process ends: a small run may skip PyTorch (quick_start)
         if self.options.condition_on_previous_text:
