@@ -1,7 +1,8 @@
 """Group words into segments that are also subtitle cues a player can show.
 
 A segment ends at a sentence end (not after a common abbreviation such as "Mr." or "e.g.";
-a sentence under 2 s only where a pause follows it), at a pause, where the language changes (a segment is in one language), or where it would break
+a sentence under 2 s only where a pause follows it), at a pause, where the language changes
+(a segment is in one language), or where it would break
 the usual subtitle rules: at most `max_line_count` lines of at most `max_line_width` characters
 (characters, not bytes), at most `max_words_per_line` words a line when set, and at most
 `max_seconds`. The three line options have openai-whisper's names
