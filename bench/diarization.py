@@ -116,7 +116,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "batchscribe", "transcribe", *files, "-o", str(out / "d"),
                         "--diarize", *common], check=True, cwd=REPO)
         for relpath in SCORED:
-            rttm = (out / "d" / f"{Path(relpath).stem}.rttm").read_text()
+            rttm = (out / "d" / f"{Path(relpath).name}.rttm").read_text()
             print(f"{relpath}: {describe(args.data, relpath, rttm)}")
         # The stereo file's two speakers overlap for 2.8 of its 5 s: with overlap not scored, a
         # diarization that finds one of them scores 0%. Scored with the overlap, the mono mix's
@@ -124,7 +124,7 @@ def main() -> int:
         subprocess.run([sys.executable, "-m", "batchscribe", "transcribe", str(args.data / STEREO), "-o",
                         str(out / "c"), "--speakers", "channels", *common], check=True, cwd=REPO)
         for how, folder in (("--diarize", "d"), ("--speakers channels", "c")):
-            rttm = (out / folder / f"{Path(STEREO).stem}.rttm").read_text()
+            rttm = (out / folder / f"{Path(STEREO).name}.rttm").read_text()
             print(f"{STEREO} {how}: {describe(args.data, STEREO, rttm, skip_overlap=False)}")
         long_file = str(args.data / SIX_SPEAKERS)
         plain, diarized = [], []
