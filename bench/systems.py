@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -14,13 +15,16 @@ SEED_TOOL = REPO.parent / "shared" / "tools" / "seed_baseline.py"
 CONVERTER = REPO.parent / "shared" / "tools" / "ct2_to_hf.py"
 SYSTEMS = ("batchscribe", "batchscribe-torch", "fw-sequential", "fw-batched-8", "fw-batched-16", "whisper-s2t",
            "whisper-s2t-beam5", "seed")  # fmt: skip
-"""Run by default; `hf-pipeline-16` (transformers' batched ASR pipeline), `batchscribe-ct2` and
-`batchscribe-no-packing` (every file in windows of its own: `--no-packing`) on request."""
+"""Run by default; `hf-pipeline-16` (transformers' batched ASR pipeline), `batchscribe-ct2`,
+`batchscribe-no-packing` (every file in windows of its own: `--no-packing`) and `batchscribe-before`
+(another checkout's code, named by BENCH_BEFORE_SRC, e.g. a worktree's src: a before/after table
+from one run) on request."""
 ENGLISH_ONLY = ("whisper-s2t", "whisper-s2t-beam5")
 """Systems without language detection (WhisperS2T takes each file's language from its caller): left out of the
 multilingual corpus rather than told the answer."""
 BACKEND_OF = {
-    "batchscribe": "auto", "batchscribe-ct2": "ct2", "batchscribe-torch": "torch", "batchscribe-no-packing": "auto"
+    "batchscribe": "auto", "batchscribe-ct2": "ct2", "batchscribe-torch": "torch", "batchscribe-no-packing": "auto",
+    "batchscribe-before": "auto",
 }  # fmt: skip
 
 
@@ -43,7 +47,8 @@ def hf_model(name: str) -> Path:
 def command(system: str, model: str, out: Path, files: list[Path], threads: int, device: str = "cpu") -> list[str]:
     paths = [str(f) for f in files]
     if system in BACKEND_OF:
-        return [sys.executable, "-m", "batchscribe", "transcribe", *paths, "-o", str(out), "--model", model,
+        before = ["env", f"PYTHONPATH={os.environ['BENCH_BEFORE_SRC']}"] if system == "batchscribe-before" else []
+        return [*before, sys.executable, "-m", "batchscribe", "transcribe", *paths, "-o", str(out), "--model", model,
                 "--formats", "txt", "--overwrite", "--threads", str(threads), "--backend", BACKEND_OF[system],
                 "--device", device, *(["--no-packing"] if system == "batchscribe-no-packing" else [])]  # fmt: skip
     if system == "seed":
