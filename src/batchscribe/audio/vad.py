@@ -90,7 +90,8 @@ def _high_pass_response(taps: int = 2048) -> np.ndarray:
     w0 = 2 * np.pi * HIGH_PASS_HZ / SAMPLE_RATE
     signal = [1.0] + [0.0] * (taps - 1)
     for k in (1, 2):
-        alpha = np.sin(w0) / (2 / (2 * np.cos((2 * k - 1) * np.pi / 8)))
+        q = 1 / (2 * np.cos((2 * k - 1) * np.pi / 8))  # 0.541 and 1.307
+        alpha = np.sin(w0) / (2 * q)
         a0 = 1 + alpha
         b0, b1, b2 = (1 + np.cos(w0)) / 2 / a0, -(1 + np.cos(w0)) / a0, (1 + np.cos(w0)) / 2 / a0
         a1, a2 = -2 * np.cos(w0) / a0, (1 - alpha) / a0
