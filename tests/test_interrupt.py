@@ -19,6 +19,13 @@ from conftest import LIBRISPEECH, LONGFORM, REPO, run_cli
 pytestmark = pytest.mark.e2e
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT's disposition and mask are inherited across exec: whatever the test runner's process
+    has done with them, the command gets them as a shell gives them."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 def test_interrupt_then_resume(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -32,10 +39,12 @@ def test_interrupt_then_resume(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        preexec_fn=_ctrl_c_as_in_a_terminal,
     )
     deadline = time.monotonic() + 120
     while not list(out.glob("*.json")) and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
+    assert process.poll() is None, f"the run ended before it could be interrupted: {process.communicate()}"
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
