@@ -31,9 +31,8 @@ def _ctrl_c_as_in_a_terminal() -> None:
 def test_interrupt_then_resume(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    inputs = [str(LIBRISPEECH)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "batchscribe", "transcribe", *inputs, "-o", str(out)],
+        [sys.executable, "-m", "batchscribe", "transcribe", str(LIBRISPEECH), "-o", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -52,7 +51,7 @@ def test_interrupt_then_resume(tmp_path):
     finished = len(list(out.glob("*.json")))
     assert 1 <= finished < 60
 
-    resumed = run_cli("transcribe", *inputs, "-o", str(out), check=True)
+    resumed = run_cli("transcribe", str(LIBRISPEECH), "-o", str(out), check=True)
     done = int(resumed.stdout.split(" ok,")[0].split()[-1])
     skipped = int(resumed.stdout.split(" skipped")[0].split()[-1])
     assert done + skipped == 60 and skipped >= finished - 4  # the last few may lack their stamp

@@ -11,9 +11,8 @@ transcribed: see its docstring for why.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterable, Iterator
-
 from functools import cache
+from typing import Iterable, Iterator
 
 import numpy as np
 from faster_whisper.vad import VadOptions as _SileroOptions
@@ -108,6 +107,11 @@ def _high_pass_response(taps: int = 2048) -> np.ndarray:
 _FFT_SIZE = 16384  # overlap-save segments: the fastest of 8k-64k on a 60 s block
 
 
+@cache
+def _high_pass_spectrum() -> np.ndarray:
+    return np.fft.rfft(_high_pass_response(), _FFT_SIZE)
+
+
 def _high_pass(history: np.ndarray, block: np.ndarray) -> np.ndarray:
     """`block` filtered (float64), `history` being the taps - 1 samples before it (overlap-save)."""
     response = _high_pass_response()
@@ -116,8 +120,7 @@ def _high_pass(history: np.ndarray, block: np.ndarray) -> np.ndarray:
     count = -(-block.size // step)
     signal = np.concatenate([history, block.astype(np.float64), np.zeros(count * step - block.size)])
     segments = np.lib.stride_tricks.sliding_window_view(signal, _FFT_SIZE)[::step]
-    spectrum = np.fft.rfft(response, _FFT_SIZE)
-    filtered = np.fft.irfft(np.fft.rfft(segments, axis=1) * spectrum, _FFT_SIZE, axis=1)[:, taps - 1 :]
+    filtered = np.fft.irfft(np.fft.rfft(segments, axis=1) * _high_pass_spectrum(), _FFT_SIZE, axis=1)[:, taps - 1 :]
     return filtered.reshape(-1)[: block.size]
 
 
