@@ -223,3 +223,26 @@ def test_a_store_from_before_versioning_is_adopted(tmp_path):
     store = open_job_store(path)
     (job,) = store.jobs()
     assert job.key == "a.mp3" and job.state is JobState.QUEUED
+
+
+def test_a_sqlite_store_opens_while_another_connection_writes_to_its_file(tmp_path):
+    """Workers started together on a new store race to switch its file to WAL. SQLite refuses that
+    switch at once, ignoring the busy timeout, to a connection that would otherwise deadlock with a
+    writer (the CI run of 7d9004f lost one of four processes so): opening must wait the writer out."""
+    import sqlite3
+
+    path = tmp_path / "jobs.db"
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE other (x)")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO other VALUES (1)")
+    commit = threading.Timer(0.3, writer.execute, ["COMMIT"])
+    commit.start()
+    try:
+        store = open_job_store(path)
+        assert store.enqueue(obj(), DEST) is not None and store.queued() == 1
+        assert store._db().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        store.close()
+    finally:
+        commit.join()
+        writer.close()

@@ -31,6 +31,27 @@ from batchscribe.storage.base import StoredObject
 BUSY_TIMEOUT_SECONDS = 60
 
 
+def _busy_retried(db: sqlite3.Connection, statement: str) -> None:
+    """Run `statement`, waiting up to BUSY_TIMEOUT_SECONDS while another connection holds the lock.
+
+    SQLite answers SQLITE_BUSY at once, without calling the busy handler that `timeout` sets, when
+    waiting could deadlock: setting journal_mode=WAL while several processes open a new store
+    together is such a case (https://www.sqlite.org/c3ref/busy_handler.html). Raises
+    sqlite3.OperationalError when the lock is still held at the deadline, or on any other error.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    delay = 0.001
+    while True:
+        try:
+            db.execute(statement)
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(2 * delay, 0.1)
+
+
 class _Held:
     """A thread's connection, closed when the thread ends and its thread-local slot goes (the
     webhook's server starts a thread per request: their connections must not pile up)."""
@@ -78,7 +99,7 @@ class SqliteJobStore(SqlJobStore):
             target, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False, uri=not self._create
         )
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
+        _busy_retried(db, "PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=FULL")  # a committed state survives a crash of the machine
         self._local.held = held = _Held(db)
         self._connections.add(held)
