@@ -130,3 +130,16 @@ def test_without_the_vad_all_audio_is_decoded_in_28_s_pieces():
     assert abs(sum(p.duration for p in pieces) - stream.decoded_seconds) < 0.01
     with_vad = list(speech_pieces(open_audio(long).blocks(), VadOptions()))
     assert sum(p.duration for p in with_vad) < sum(p.duration for p in pieces)  # the VAD leaves pauses out
+
+
+def test_a_prompt_of_half_the_context_before_a_short_file(tmp_path):
+    """A long --initial-prompt (a vocabulary list, cut to half the decoder's 448 tokens) left a
+    3 s file's window no tokens to generate: the run ended with "the model failed on a batch"."""
+    from media import speech, write_audio
+
+    clip = write_audio(tmp_path / "clip.wav", speech(HELSTONE)[: 16000 * 3], 16000)  # its first 3 s
+    vocabulary = ", ".join(["Helstone, Thornton, Hale, Milton, PostgreSQL, CTranslate2, SeaweedFS"] * 20)
+    result = run_cli("transcribe", str(clip), "-o", str(tmp_path / "out"), "-f", "txt", "--initial-prompt", vocabulary,
+                     check=True)  # fmt: skip
+    assert "1 ok" in result.stderr + result.stdout
+    assert (tmp_path / "out" / "clip.wav.txt").read_text().strip()

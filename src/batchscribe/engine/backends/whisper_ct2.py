@@ -81,10 +81,14 @@ class WhisperCT2(Engine):
             if options.temperature > 0
             else {"beam_size": options.beam_size}
         )
+        limit = new_token_limit(max(content_seconds))
         results = self.model.generate(
             encoded,
             [prompt] * len(features),
-            max_length=2 * new_token_limit(max(content_seconds)),  # CTranslate2 generates max_length / 2
+            # CTranslate2 generates at most max_length / 2 tokens, and at most max_length + 1 less the
+            # prompt's (measured on tiny.en): a long --initial-prompt before a short window left no
+            # room at all, and the run ended in an IndexError
+            max_length=max(2 * limit, limit + len(prompt) - 1),
             suppress_blank=True,
             suppress_tokens=list(options.suppress_tokens),  # -1: the model's own list of non-speech tokens
             return_scores=True,
