@@ -149,9 +149,11 @@ def test_the_model_failing_on_a_batch_ends_the_run_keeping_finished_transcripts_
     an error that says to re-run, transcripts already written stay whole, and a re-run does the rest."""
     inputs = make_files(tmp_path / "in", TWO_WINDOWS)
     out = tmp_path / "out"
+    broken = threading.Event()
 
     def fail_second_batch(windows: list[list[str]]) -> None:
-        if any(PHRASES[8] in window for window in windows):
+        if broken.is_set() or any(PHRASES[8] in window for window in windows):
+            broken.set()  # from then on every call fails, its pieces decoded alone too
             raise RuntimeError("scripted: CUDA out of memory")
 
     finished = Finished()
@@ -170,6 +172,30 @@ def test_the_model_failing_on_a_batch_ends_the_run_keeping_finished_transcripts_
     assert windows_holding(engine, TWO_WINDOWS["a"]) == []
     for name in "bcd":
         assert_written(out, name, TWO_WINDOWS[name])
+
+
+def test_audio_the_model_fails_on_fails_its_own_file_and_the_others_in_its_batch_are_transcribed(tmp_path):
+    """The model raising on one file's speech (every time, whatever it is batched with) is that
+    file's failure: the batch's pieces are decoded again alone, the files beside it in its window
+    are written, the run goes on, and the file's error says what the model said."""
+    inputs = make_files(tmp_path / "in", TWO_WINDOWS)
+    out = tmp_path / "out"
+
+    def poisoned(windows: list[list[str]]) -> None:
+        if any(PHRASES[8] in window for window in windows):
+            raise IndexError("scripted: list index out of range")
+
+    engine = FakeEngine(before_decode=poisoned)
+    summary = transcriber(engine).run([str(inputs)], out)
+    results = by_name(summary)
+    assert {name: r.status for name, r in results.items()} == {"a": "ok", "b": "ok", "c": "ok", "d": "failed"}
+    assert "the model failed on its audio: IndexError: scripted: list index out of range" in results["d"].error
+    shared, d_alone = windows_holding(engine, [8])  # d's piece in its packed window, then alone
+    assert windows_holding(engine, [5]) == [shared, shared + 1]  # b's last piece beside it, then alone
+    for name in "abc":
+        assert_written(out, name, TWO_WINDOWS[name])
+    assert not list(out.glob("d.wav.*"))
+    assert "d.wav" in (out / FAILURES_FILE).read_text()
 
 
 def test_an_interrupt_keeps_finished_transcripts_whole_takes_no_more_batches_and_a_rerun_resumes(tmp_path):
@@ -271,4 +297,4 @@ def test_when_the_model_fails_the_audio_thread_and_its_readers_stop_reading(tmp_
     read = EndlessStream.blocks_read
     time.sleep(0.5)
     assert EndlessStream.blocks_read == read  # nothing reads b any more
-    assert len(engine.calls) == 1  # no batch was taken after the failure
+    assert len(engine.calls) == 2  # the batch, its first piece alone (failing too: the model), no more

@@ -4,6 +4,7 @@ the end-to-end runs with a real model and real processes are test_jobs_local.py 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -85,25 +86,29 @@ def test_each_file_is_acknowledged_once_stored_and_a_bad_one_fails_with_its_reas
 
 
 def test_the_model_failing_on_a_batch_fails_only_its_unfinished_jobs_which_a_retry_then_does(tmp_path):
-    """The second model batch fails once (the model, not a file): a, stored from the first batch, stays
-    succeeded and is not transcribed again; b fails this attempt with the reason and succeeds on the next."""
+    """The model fails from the second batch on, for the rest of the first attempt (the model, not a
+    file: its pieces fail alone too): a, stored from the first batch, stays succeeded and is not
+    transcribed again; b fails this attempt with the reason and succeeds on the next."""
     scripts = {"a": [0, 1, 2, 3, 4], "b": [5, 6]}
     store = queue_folder(tmp_path, scripts, backoff_seconds=0.05)
     tries = []
+    broken = threading.Event()
 
-    def fail_once(windows: list[list[str]]) -> None:
+    def fail_first_attempt(windows: list[list[str]]) -> None:
+        jobs = {Path(job.key).stem: (job.state, job.attempts, job.last_error) for job in store.jobs()}
         if any(PHRASES[6] in window for window in windows):  # b's last phrase: always in the second batch
-            tries.append({Path(job.key).stem: (job.state, job.attempts, job.last_error) for job in store.jobs()})
-            if len(tries) == 1:
-                raise RuntimeError("scripted: CUDA out of memory")
+            tries.append(jobs)
+        if jobs["b"][1] == 0 and (broken.is_set() or any(PHRASES[6] in window for window in windows)):
+            broken.set()
+            raise RuntimeError("scripted: CUDA out of memory")
 
-    engine = FakeEngine(before_decode=fail_once)
+    engine = FakeEngine(before_decode=fail_first_attempt)
     worker(store, engine).run()
 
-    assert len(tries) == 2
-    state, attempts, error = tries[1]["b"]
+    assert len(tries) >= 2  # in the first attempt the batch (and b's last piece alone), then the second
+    state, attempts, error = tries[-1]["b"]
     assert (state, attempts) == (JobState.RUNNING, 1) and "batch failed" in error and "CUDA out of memory" in error
-    assert tries[1]["a"] == (JobState.SUCCEEDED, 0, None)
+    assert tries[-1]["a"] == (JobState.SUCCEEDED, 0, None)
     assert states(store) == {"a": JobState.SUCCEEDED, "b": JobState.SUCCEEDED}
     assert len([w for call in engine.calls for w in call if PHRASES[0] in w]) == 1  # a was not redone
     for name, phrases in scripts.items():
@@ -183,3 +188,24 @@ def test_a_job_the_pipeline_finds_done_is_acknowledged_though_the_model_then_fai
     assert (jobs["a"].state, jobs["a"].attempts) == (JobState.SUCCEEDED, 0)
     assert jobs["b"].attempts == 1 and "scripted: the model failed" in jobs["b"].last_error
     assert sorted(looks) == ["a.wav", "a.wav", "b.wav", "b.wav"]  # each failed look asked once more, no more
+
+
+def test_a_file_the_model_always_fails_on_ends_dead_and_the_files_batched_with_it_succeed(tmp_path):
+    """Every attempt packs the poisoned file's speech beside others: only its job fails, each time,
+    until it is a dead letter with the model's reason; the others succeed at their first attempt."""
+    store = queue_folder(tmp_path, {"a": [0, 1, 2], "b": [3, 4, 5], "c": [6, 7], "poison": [8]}, backoff_seconds=0.01)
+
+    def poisoned(windows: list[list[str]]) -> None:
+        if any(PHRASES[8] in window for window in windows):
+            raise IndexError("scripted: list index out of range")
+
+    worker(store, FakeEngine(before_decode=poisoned)).run()
+    jobs = {Path(job.key).stem: job for job in store.jobs()}
+    assert {name: (job.state, job.attempts) for name, job in jobs.items() if name != "poison"} == {
+        name: (JobState.SUCCEEDED, 0) for name in "abc"
+    }
+    assert jobs["poison"].state is JobState.DEAD and jobs["poison"].attempts == 3
+    # its last attempts claimed it alone: the model failing on every piece of a batch ends that run
+    assert "IndexError: scripted: list index out of range" in jobs["poison"].last_error
+    for name, phrases in {"a": [0, 1, 2], "b": [3, 4, 5], "c": [6, 7]}.items():
+        assert transcript(tmp_path, name) == expected_text(phrases)

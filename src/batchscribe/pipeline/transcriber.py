@@ -20,7 +20,7 @@ from batchscribe.arenas import limit_malloc_arenas
 from batchscribe.checks import check_inputs, check_language, check_output_dir
 from batchscribe.audio.decode import declared_seconds
 from batchscribe.engine.backends import load_engine
-from batchscribe.engine.batching.batch import PieceWords, transcribe_batch
+from batchscribe.engine.batching.batch import PieceWords, transcribe_isolating
 from batchscribe.engine.backends.base import DecodeOptions, Engine
 from batchscribe.engine.placement import Placement, available_cores, best_batch_size, choose_placement, quick_start
 from batchscribe.engine.models.resolve import ResolvedModel, resolve_model
@@ -212,9 +212,10 @@ def decode_options_of(options: TranscribeOptions) -> DecodeOptions:
     )
 
 
-def _batch_words(future: Future) -> PieceWords:
-    """A batch's words; the model failing (out of GPU memory, a missing library) ends the run with
-    an error that says so, not a traceback. Transcripts already written stay."""
+def _batch_words(future: Future) -> tuple[PieceWords, dict[int, str]]:
+    """A batch's words, and the files with a piece the model failed on (transcribe_isolating); the
+    model failing on every piece (out of memory, a missing library) ends the run with an error that
+    says so, not a traceback. Transcripts already written stay."""
     try:
         return future.result()
     except BatchscribeError:
@@ -287,7 +288,7 @@ def _feed_model(
             running.add(embedding)
         else:
             producer.batch_taken()
-            running.add(pool.submit(transcribe_batch, engine, item, decode_options))
+            running.add(pool.submit(transcribe_isolating, engine, item, decode_options))
 
     with ThreadPoolExecutor(max_workers=engine.workers, thread_name_prefix="batchscribe-model") as pool:
         try:
@@ -314,9 +315,16 @@ def _feed_model(
                         finish_ready({file_id})
                         continue
                     touched = set()
-                    for (file_id, index), words in _batch_words(future).items():
+                    decoded, undecodable = _batch_words(future)
+                    for (file_id, index), words in decoded.items():
                         files[file_id].words[index] = words
                         touched.add(file_id)
+                    for file_id, error in undecodable.items():
+                        if file_id not in failed:
+                            failed.add(file_id)
+                            file = files[file_id]
+                            message = f"{file.source.path}: the model failed on its audio: {error}"
+                            this_run.fail(file.source.shown, file.source.message(message), FailureKind.TRANSIENT, file)
                     finish_ready(touched)
         finally:
             producer.stop.set()

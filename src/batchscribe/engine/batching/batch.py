@@ -20,6 +20,7 @@ from batchscribe.audio import SAMPLE_RATE, SpeechPiece
 from batchscribe.engine.batching.packing import assign_words
 from batchscribe.engine.windows import PieceRef, Window
 from batchscribe.engine.backends.base import CONFIDENT_LANGUAGE, DecodedWindow, DecodeOptions, Engine
+from batchscribe.errors import BatchscribeError
 from batchscribe.results import Word
 
 MIN_WORDS_PER_SECOND = 1.0
@@ -109,6 +110,39 @@ def transcribe_batch(engine: Engine, batch: Batch, options: DecodeOptions) -> Pi
     for other, refs in switched.items():
         _decode_unheard(engine, refs, result, other, options, batch_size, word_language=other)
     return result
+
+
+def transcribe_isolating(engine: Engine, batch: Batch, options: DecodeOptions) -> tuple[PieceWords, dict[int, str]]:
+    """transcribe_batch; when the model raises on the batch, each of its pieces again alone, so that
+    audio the model cannot decode fails its own file and not the others packed beside it (behind a
+    job store they would fail every attempt with it, and end as dead letters).
+
+    Returns the words and, for each file with a piece the model failed on alone, that error. Raises
+    the batch's error when every piece fails alone too: the model, not one input, is failing (a
+    missing library), and the run ends with that reason. BatchscribeErrors are raised at once.
+    """
+    try:
+        return transcribe_batch(engine, batch, options), {}
+    except BatchscribeError:
+        raise
+    except Exception as error:
+        batch_error = error
+    words: PieceWords = {}
+    failed: dict[int, str] = {}
+    first = batch.windows[0]
+    for ref in [ref for window in batch.windows for ref in window.pieces]:
+        if ref.file_id in failed:  # that file fails whatever its other pieces give
+            continue
+        alone = Window(first.language, [PieceRef(ref.file_id, ref.index, ref.piece, 0.0)], first.initial_prompt)
+        try:
+            words.update(transcribe_batch(engine, Batch.prepare(engine.features, [alone]), options))
+        except BatchscribeError:
+            raise
+        except Exception as error:
+            failed[ref.file_id] = f"{type(error).__name__}: {error}"
+    if not words:
+        raise batch_error
+    return words, failed
 
 
 def _other_languages(engine: Engine, batch: Batch, decoded: list[DecodedWindow]) -> dict[str, list[PieceRef]]:
