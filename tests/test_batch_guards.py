@@ -43,3 +43,18 @@ def test_a_short_window_cannot_loop_for_the_whole_decoder_context():
     assert new_token_limit(29.0) == MAX_TOKENS // 2  # Whisper's own sample length
     assert new_token_limit(3.0) < 80
     assert new_token_limit(3.0) >= 3 * 8 + 16  # still room for very fast speech
+
+
+def test_after_any_prompt_ctranslate2_may_generate_up_to_the_limit_and_never_past_the_context():
+    """CTranslate2 generates min(max_length / 2, max_length - prompt + 1) tokens (whisper.cc): the
+    limit must survive a long --initial-prompt, and max_length must stay within the decoder's 448."""
+    from batchscribe.engine.backends.base import MAX_TOKENS, new_token_limit
+    from batchscribe.engine.backends.whisper_ct2 import generation_length
+
+    for seconds in (0.5, 3.0, 14.0, 29.0):
+        limit = new_token_limit(seconds)
+        for prompt in range(2, MAX_TOKENS // 2 + 5):  # up to <|startofprev|>, 223 tokens, the start sequence
+            length = generation_length(limit, prompt)
+            generated = min(length // 2, length - prompt + 1)
+            assert length <= MAX_TOKENS
+            assert generated >= min(limit, MAX_TOKENS - prompt + 1), (seconds, prompt, length)

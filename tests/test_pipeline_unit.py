@@ -191,7 +191,8 @@ def test_audio_the_model_fails_on_fails_its_own_file_and_the_others_in_its_batch
     assert {name: r.status for name, r in results.items()} == {"a": "ok", "b": "ok", "c": "ok", "d": "failed"}
     assert "the model failed on its audio: IndexError: scripted: list index out of range" in results["d"].error
     shared, d_alone = windows_holding(engine, [8])  # d's piece in its packed window, then alone
-    assert windows_holding(engine, [5]) == [shared, shared + 1]  # b's last piece beside it, then alone
+    assert [w for call in engine.calls for w in call][d_alone] == [PHRASES[8]]
+    assert len(windows_holding(engine, [5])) == 2  # b's last piece beside it, then alone
     for name in "abc":
         assert_written(out, name, TWO_WINDOWS[name])
     assert not list(out.glob("d.wav.*"))
@@ -281,7 +282,7 @@ def test_when_the_model_fails_the_audio_thread_and_its_readers_stop_reading(tmp_
     and neither the audio thread nor a reader thread is left behind."""
     import batchscribe.pipeline.producer as producer
 
-    inputs = make_files(tmp_path / "in", {"a": [0, 1, 2, 3, 4, 5], "b": [6]})
+    inputs = make_files(tmp_path / "in", {"a": [0, 1], "b": [6]})  # a's two pieces and b's first share a window
     real_open = producer.open_audio
     monkeypatch.setattr(producer, "open_audio", lambda path, track: EndlessStream() if "b.wav" in str(path)
                         else real_open(path, track))  # fmt: skip
@@ -297,4 +298,29 @@ def test_when_the_model_fails_the_audio_thread_and_its_readers_stop_reading(tmp_
     read = EndlessStream.blocks_read
     time.sleep(0.5)
     assert EndlessStream.blocks_read == read  # nothing reads b any more
-    assert len(engine.calls) == 2  # the batch, its first piece alone (failing too: the model), no more
+    assert len(engine.calls) == 3  # the batch, then a's and b's first piece alone (both failing: the model)
+
+
+def test_an_endless_file_the_model_fails_on_is_read_no_further_and_the_run_ends(tmp_path, monkeypatch):
+    """The model fails on every piece of a file that never ends: that file fails, its reader stops,
+    and the run ends with the other file written (it is not read and decoded forever)."""
+    import batchscribe.pipeline.producer as producer
+
+    inputs = make_files(tmp_path / "in", {"a": [0, 1], "b": [6]})
+    real_open = producer.open_audio
+    monkeypatch.setattr(producer, "open_audio", lambda path, track: EndlessStream() if "b.wav" in str(path)
+                        else real_open(path, track))  # fmt: skip
+
+    def poisoned(windows: list[list[str]]) -> None:
+        if any(PHRASES[6] in window or PHRASES[7] in window for window in windows):
+            raise RuntimeError("scripted: the model cannot take this audio")
+
+    engine = FakeEngine(before_decode=poisoned)
+    options = TranscribeOptions(formats=FORMATS, batch_size=1, audio_workers=2)
+    results = by_name(Transcriber(options, engine_loader=engine.load).run([str(inputs)], tmp_path / "out"))
+    assert results["a"].status == "ok" and results["b"].status == "failed"
+    assert "the model failed on its audio: RuntimeError: scripted" in results["b"].error
+    assert_written(tmp_path / "out", "a", [0, 1])
+    read = EndlessStream.blocks_read
+    time.sleep(0.5)
+    assert EndlessStream.blocks_read == read

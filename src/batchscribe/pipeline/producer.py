@@ -72,7 +72,7 @@ END = object()
 
 
 class _Stopped(Exception):
-    """The run ended while a file was being read."""
+    """The run ended, or the file failed in the model, while the file was being read."""
 
 
 class Producer(threading.Thread):
@@ -94,6 +94,7 @@ class Producer(threading.Thread):
         self.out: queue.Queue = queue.Queue()
         self._batch_slots = threading.Semaphore(BATCHES_AHEAD)
         self.stop = threading.Event()
+        self._dropped: set[int] = set()  # files failed in the model: read no further
         self._packers: dict[tuple, WindowPacker] = {}
         self._ready: dict[tuple, list[Window]] = {}
         self.vad = VadOptions(
@@ -144,6 +145,10 @@ class Producer(threading.Thread):
             for start in range(0, len(windows), self.options.batch_size):
                 self._send(windows[start : start + self.options.batch_size])
 
+    def drop(self, file_id: int) -> None:
+        """Read no more of a file (the model failed on it; from the model loop's thread)."""
+        self._dropped.add(file_id)
+
     def batch_taken(self) -> None:
         self._batch_slots.release()
 
@@ -167,7 +172,7 @@ class Producer(threading.Thread):
 
             def pieces() -> Iterator[SpeechPiece]:
                 for item in scanned:
-                    if self.stop.is_set():  # the run ended (a stop, the model failing): read no further
+                    if self.stop.is_set() or file_id in self._dropped:  # a stop, the model failing: read no further
                         raise _Stopped
                     if isinstance(item, Scanned):
                         ends.append(item)

@@ -214,7 +214,7 @@ def decode_options_of(options: TranscribeOptions) -> DecodeOptions:
 
 def _batch_words(future: Future) -> tuple[PieceWords, dict[int, str]]:
     """A batch's words, and the files with a piece the model failed on (transcribe_isolating); the
-    model failing on every piece (out of memory, a missing library) ends the run with an error that
+    model failing on the pieces of several files (a missing library) ends the run with an error that
     says so, not a traceback. Transcripts already written stay."""
     try:
         return future.result()
@@ -271,6 +271,8 @@ def _feed_model(
         if isinstance(item, BaseException):
             raise item
         if isinstance(item, FileFailed):
+            if item.file_id in failed:  # the model failed on it first
+                return
             failed.add(item.file_id)
             file = files[item.file_id]
             this_run.fail(file.source.shown, file.source.message(item.error), item.failure, file)
@@ -288,7 +290,7 @@ def _feed_model(
             running.add(embedding)
         else:
             producer.batch_taken()
-            running.add(pool.submit(transcribe_isolating, engine, item, decode_options))
+            running.add(pool.submit(transcribe_isolating, engine, item, decode_options, frozenset(failed)))
 
     with ThreadPoolExecutor(max_workers=engine.workers, thread_name_prefix="batchscribe-model") as pool:
         try:
@@ -322,6 +324,7 @@ def _feed_model(
                     for file_id, error in undecodable.items():
                         if file_id not in failed:
                             failed.add(file_id)
+                            producer.drop(file_id)
                             file = files[file_id]
                             message = f"{file.source.path}: the model failed on its audio: {error}"
                             this_run.fail(file.source.shown, file.source.message(message), FailureKind.TRANSIENT, file)

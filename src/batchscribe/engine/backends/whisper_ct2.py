@@ -16,6 +16,7 @@ from faster_whisper.tokenizer import Tokenizer
 from batchscribe.engine.backends.base import (
     FRAMES_PER_SECOND,
     MAX_FRAMES,
+    MAX_TOKENS,
     DecodedWindow,
     DecodeOptions,
     Engine,
@@ -85,10 +86,7 @@ class WhisperCT2(Engine):
         results = self.model.generate(
             encoded,
             [prompt] * len(features),
-            # CTranslate2 generates at most max_length / 2 tokens, and at most max_length + 1 less the
-            # prompt's (measured on tiny.en): a long --initial-prompt before a short window left no
-            # room at all, and the run ended in an IndexError
-            max_length=max(2 * limit, limit + len(prompt) - 1),
+            max_length=generation_length(limit, len(prompt)),
             suppress_blank=True,
             suppress_tokens=list(options.suppress_tokens),  # -1: the model's own list of non-speech tokens
             return_scores=True,
@@ -129,3 +127,14 @@ class WhisperCT2(Engine):
                 tokenizer, texts[i], path[:, 0], path[:, 1], np.asarray(alignment.text_token_probs)
             )
         return words
+
+
+def generation_length(limit: int, prompt_tokens: int) -> int:
+    """CTranslate2's max_length for at most `limit` new tokens after a prompt of `prompt_tokens`.
+
+    Whisper generates min(max_length / 2, max_length - prompt_tokens + 1) tokens in CTranslate2
+    (its whisper.cc; measured on tiny.en): twice the limit, unless a long --initial-prompt leaves
+    less (a prompt of half the context before a 3 s window left none, and the run ended in an
+    IndexError). Never past the decoder's MAX_TOKENS positions, which it has no encoding beyond.
+    """
+    return min(MAX_TOKENS, max(2 * limit, limit + prompt_tokens - 1))

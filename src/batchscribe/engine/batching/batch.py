@@ -10,6 +10,7 @@ and the no-speech test against invented words.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from difflib import SequenceMatcher
 from typing import Callable
@@ -23,6 +24,7 @@ from batchscribe.engine.backends.base import CONFIDENT_LANGUAGE, DecodedWindow, 
 from batchscribe.errors import BatchscribeError
 from batchscribe.results import Word
 
+log = logging.getLogger("batchscribe")
 MIN_WORDS_PER_SECOND = 1.0
 MIN_REPEATED_WORDS = 3
 REPEAT_SIMILARITY = 0.8
@@ -112,14 +114,17 @@ def transcribe_batch(engine: Engine, batch: Batch, options: DecodeOptions) -> Pi
     return result
 
 
-def transcribe_isolating(engine: Engine, batch: Batch, options: DecodeOptions) -> tuple[PieceWords, dict[int, str]]:
+def transcribe_isolating(
+    engine: Engine, batch: Batch, options: DecodeOptions, failed_files: frozenset[int] = frozenset()
+) -> tuple[PieceWords, dict[int, str]]:
     """transcribe_batch; when the model raises on the batch, each of its pieces again alone, so that
     audio the model cannot decode fails its own file and not the others packed beside it (behind a
     job store they would fail every attempt with it, and end as dead letters).
 
-    Returns the words and, for each file with a piece the model failed on alone, that error. Raises
-    the batch's error when every piece fails alone too: the model, not one input, is failing (a
-    missing library), and the run ends with that reason. BatchscribeErrors are raised at once.
+    Returns the words and, for each file with a piece the model failed on alone, that error; pieces
+    of files in `failed_files` (or failing here) are not decoded again. Raises the batch's error when
+    pieces of two or more files fail alone and none is decoded: the model, not an input, is failing
+    (a missing library), and the run ends with that reason. BatchscribeErrors are raised at once.
     """
     try:
         return transcribe_batch(engine, batch, options), {}
@@ -127,11 +132,13 @@ def transcribe_isolating(engine: Engine, batch: Batch, options: DecodeOptions) -
         raise
     except Exception as error:
         batch_error = error
+    log.warning("the model failed on a batch of %d windows (%s: %s): decoding its pieces again alone",
+                len(batch.windows), type(batch_error).__name__, batch_error)  # fmt: skip
     words: PieceWords = {}
     failed: dict[int, str] = {}
     first = batch.windows[0]
     for ref in [ref for window in batch.windows for ref in window.pieces]:
-        if ref.file_id in failed:  # that file fails whatever its other pieces give
+        if ref.file_id in failed or ref.file_id in failed_files:  # that file fails whatever its other pieces give
             continue
         alone = Window(first.language, [PieceRef(ref.file_id, ref.index, ref.piece, 0.0)], first.initial_prompt)
         try:
@@ -140,7 +147,7 @@ def transcribe_isolating(engine: Engine, batch: Batch, options: DecodeOptions) -
             raise
         except Exception as error:
             failed[ref.file_id] = f"{type(error).__name__}: {error}"
-    if not words:
+    if not words and len(failed) >= 2:
         raise batch_error
     return words, failed
 
