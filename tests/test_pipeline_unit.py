@@ -321,6 +321,10 @@ def test_an_endless_file_the_model_fails_on_is_read_no_further_and_the_run_ends(
     assert results["a"].status == "ok" and results["b"].status == "failed"
     assert "the model failed on its audio: RuntimeError: scripted" in results["b"].error
     assert_written(tmp_path / "out", "a", [0, 1])
+    deadline = time.monotonic() + WAIT
+    while any(t.name.startswith("batchscribe-read") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("batchscribe-read")]
     read = EndlessStream.blocks_read
     time.sleep(0.5)
     assert EndlessStream.blocks_read == read
