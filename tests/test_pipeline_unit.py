@@ -277,19 +277,20 @@ class EndlessStream:
             yield block
 
 
-def test_when_the_model_fails_the_audio_thread_and_its_readers_stop_reading(tmp_path, monkeypatch):
-    """The run ends at its first batch while a file is still being read: that file is read no further,
-    and neither the audio thread nor a reader thread is left behind."""
+def files_with_an_endless_one(tmp_path: Path, monkeypatch) -> Path:
+    """a (two phrases) and b, a file that never ends (EndlessStream): a's two pieces and b's first share
+    a window."""
     import batchscribe.pipeline.producer as producer
 
-    inputs = make_files(tmp_path / "in", {"a": [0, 1], "b": [6]})  # a's two pieces and b's first share a window
+    inputs = make_files(tmp_path / "in", {"a": [0, 1], "b": [6]})
     real_open = producer.open_audio
     monkeypatch.setattr(producer, "open_audio", lambda path, track: EndlessStream() if "b.wav" in str(path)
                         else real_open(path, track))  # fmt: skip
-    engine = FakeEngine(before_decode=lambda windows: (_ for _ in ()).throw(RuntimeError("scripted: out of memory")))
-    options = TranscribeOptions(formats=FORMATS, batch_size=1, audio_workers=2)
-    with pytest.raises(ModelError):
-        Transcriber(options, engine_loader=engine.load).run([str(inputs)], tmp_path / "out")
+    return inputs
+
+
+def assert_nothing_reads_any_more() -> None:
+    """Neither the audio thread nor a reader thread is left, and the endless file is read no further."""
     deadline = time.monotonic() + WAIT
     names = ("batchscribe-audio", "batchscribe-read")
     while any(t.name.startswith(names) for t in threading.enumerate()) and time.monotonic() < deadline:
@@ -297,19 +298,25 @@ def test_when_the_model_fails_the_audio_thread_and_its_readers_stop_reading(tmp_
     assert not [t.name for t in threading.enumerate() if t.name.startswith(names)]
     read = EndlessStream.blocks_read
     time.sleep(0.5)
-    assert EndlessStream.blocks_read == read  # nothing reads b any more
+    assert EndlessStream.blocks_read == read
+
+
+def test_when_the_model_fails_the_audio_thread_and_its_readers_stop_reading(tmp_path, monkeypatch):
+    """The run ends at its first batch while a file is still being read: that file is read no further,
+    and neither the audio thread nor a reader thread is left behind."""
+    inputs = files_with_an_endless_one(tmp_path, monkeypatch)
+    engine = FakeEngine(before_decode=lambda windows: (_ for _ in ()).throw(RuntimeError("scripted: out of memory")))
+    options = TranscribeOptions(formats=FORMATS, batch_size=1, audio_workers=2)
+    with pytest.raises(ModelError):
+        Transcriber(options, engine_loader=engine.load).run([str(inputs)], tmp_path / "out")
+    assert_nothing_reads_any_more()
     assert len(engine.calls) == 3  # the batch, then a's and b's first piece alone (both failing: the model)
 
 
 def test_an_endless_file_the_model_fails_on_is_read_no_further_and_the_run_ends(tmp_path, monkeypatch):
     """The model fails on every piece of a file that never ends: that file fails, its reader stops,
     and the run ends with the other file written (it is not read and decoded forever)."""
-    import batchscribe.pipeline.producer as producer
-
-    inputs = make_files(tmp_path / "in", {"a": [0, 1], "b": [6]})
-    real_open = producer.open_audio
-    monkeypatch.setattr(producer, "open_audio", lambda path, track: EndlessStream() if "b.wav" in str(path)
-                        else real_open(path, track))  # fmt: skip
+    inputs = files_with_an_endless_one(tmp_path, monkeypatch)
 
     def poisoned(windows: list[list[str]]) -> None:
         if any(PHRASES[6] in window or PHRASES[7] in window for window in windows):
@@ -321,10 +328,4 @@ def test_an_endless_file_the_model_fails_on_is_read_no_further_and_the_run_ends(
     assert results["a"].status == "ok" and results["b"].status == "failed"
     assert "the model failed on its audio: RuntimeError: scripted" in results["b"].error
     assert_written(tmp_path / "out", "a", [0, 1])
-    deadline = time.monotonic() + WAIT
-    while any(t.name.startswith("batchscribe-read") for t in threading.enumerate()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("batchscribe-read")]
-    read = EndlessStream.blocks_read
-    time.sleep(0.5)
-    assert EndlessStream.blocks_read == read
+    assert_nothing_reads_any_more()

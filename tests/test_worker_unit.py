@@ -191,8 +191,9 @@ def test_a_job_the_pipeline_finds_done_is_acknowledged_though_the_model_then_fai
 
 
 def test_a_file_the_model_always_fails_on_ends_dead_and_the_files_batched_with_it_succeed(tmp_path):
-    """Every attempt packs the poisoned file's speech beside others: only its job fails, each time,
-    until it is a dead letter with the model's reason; the others succeed at their first attempt."""
+    """The first attempt packs the poisoned file's speech beside others: only its job fails, and again
+    at each retry (claimed alone), until it is a dead letter with the model's reason; the others
+    succeed at their first attempt."""
     store = queue_folder(tmp_path, {"a": [0, 1, 2], "b": [3, 4, 5], "c": [6, 7], "poison": [8]}, backoff_seconds=0.01)
 
     def poisoned(windows: list[list[str]]) -> None:

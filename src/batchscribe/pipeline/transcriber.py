@@ -267,15 +267,20 @@ def _feed_model(
             if files[file_id].complete:
                 this_run.complete(files.pop(file_id), model_name)
 
+    def fail(file_id: int, error: str, failure: FailureKind) -> None:
+        """A file's one failure, from its reader or from the model (whichever says so first)."""
+        if file_id in failed:
+            return
+        failed.add(file_id)
+        producer.drop(file_id)  # read no further
+        file = files[file_id]
+        this_run.fail(file.source.shown, file.source.message(error), failure, file)
+
     def take(item) -> None:
         if isinstance(item, BaseException):
             raise item
         if isinstance(item, FileFailed):
-            if item.file_id in failed:  # the model failed on it first
-                return
-            failed.add(item.file_id)
-            file = files[item.file_id]
-            this_run.fail(file.source.shown, file.source.message(item.error), item.failure, file)
+            fail(item.file_id, item.error, item.failure)
         elif isinstance(item, FileRead):
             file = files[item.file_id]
             file.duration, file.piece_count = item.duration, item.piece_count
@@ -322,12 +327,8 @@ def _feed_model(
                         files[file_id].words[index] = words
                         touched.add(file_id)
                     for file_id, error in undecodable.items():
-                        if file_id not in failed:
-                            failed.add(file_id)
-                            producer.drop(file_id)
-                            file = files[file_id]
-                            message = f"{file.source.path}: the model failed on its audio: {error}"
-                            this_run.fail(file.source.shown, file.source.message(message), FailureKind.TRANSIENT, file)
+                        message = f"{files[file_id].source.path}: the model failed on its audio: {error}"
+                        fail(file_id, message, FailureKind.TRANSIENT)
                     finish_ready(touched)
         finally:
             producer.stop.set()
