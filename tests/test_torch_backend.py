@@ -82,20 +82,63 @@ def test_backend_placement():
         choose_placement(device="cpu", backend="onnx")
 
 
-def test_beams_sharing_one_copy_of_the_encoder_keys_attend_as_if_each_had_its_own():
-    from batchscribe.engine.backends.whisper_torch import _beams_share_encoder
+def _transformers_last_hidden(model, tokens: torch.Tensor, encoded: torch.Tensor) -> torch.Tensor:
+    """transformers' decoder over whole sequences, no cache: the reference for the step decoder."""
+    return model.model.decoder(input_ids=tokens, encoder_hidden_states=encoded).last_hidden_state
 
-    class Cross(torch.nn.Module):
-        is_causal = False
 
-    windows, beams, heads, size = 3, 5, 6, 64
-    query = torch.randn(windows * beams, heads, 1, size)
-    key, value = torch.randn(windows, heads, 1500, size), torch.randn(windows, heads, 1500, size)
-    shared, _ = _beams_share_encoder(Cross(), query, key, value, None, scaling=size**-0.5)
-    own, _ = _beams_share_encoder(
-        Cross(), query, key.repeat_interleave(beams, 0), value.repeat_interleave(beams, 0), None, scaling=size**-0.5
-    )
-    assert torch.allclose(shared, own, atol=1e-5)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_step_decoder_matches_transformers_through_prompt_beams_reorder_and_finished_windows(tiny_hf, dtype):
+    """The lean decoder (packed weights, growing caches, beams sharing their window's encoder rows)
+    computes what transformers' decoder computes over the whole sequences: after the prompt, after
+    the rows become beams, after a reorder that drops and duplicates beams, and after a window ends."""
+    from transformers import WhisperForConditionalGeneration
+
+    from batchscribe.engine.backends.torch_decoder import Decoder, DecoderCache
+
+    if dtype == torch.bfloat16 and not cpu_has_bf16_matrix_units():
+        pytest.skip("bf16 packing is used only on CPUs with bf16 matrix units")
+    reference = WhisperForConditionalGeneration.from_pretrained(tiny_hf, dtype=torch.float32).eval()
+    model = WhisperForConditionalGeneration.from_pretrained(tiny_hf, dtype=dtype).eval()
+    decoder = Decoder(model, [(2, 0), (3, 1)])
+
+    def close(ours: torch.Tensor, tokens: torch.Tensor, memory: torch.Tensor) -> bool:
+        """float32: the same to rounding; bf16 (8 bits of each value): no further from float32
+        than transformers' own bf16 decoder is."""
+        exact = _transformers_last_hidden(reference, tokens, memory)[:, -ours.shape[1] :]
+        error = (ours.float() - exact).norm()
+        if dtype == torch.float32:
+            return bool(error <= 1e-4 * exact.norm())
+        theirs = _transformers_last_hidden(model, tokens, memory.to(dtype))[:, -ours.shape[1] :]
+        return bool(error <= 1.5 * (theirs.float() - exact).norm())
+
+    generator = torch.Generator().manual_seed(0)
+    windows, width = 3, 4
+    encoded = torch.randn(windows, 1500, 384, generator=generator)
+    prompt = torch.tensor([[50257, 50362, 464]] * windows)  # start, no timestamps, one text token
+    with torch.inference_mode():
+        cache = DecoderCache()
+        hidden, queries = decoder(prompt, encoded.to(dtype), cache)
+        assert hidden.shape == (windows, 3, 384) and queries.shape == (windows, 3, 2, 64)
+        assert close(hidden, prompt, encoded)
+        cache.repeat_rows(width)
+        sequences = prompt.repeat_interleave(width, 0)
+        beams_encoded = encoded.repeat_interleave(width, 0)
+        for step in range(70):  # past the first buffer's 64 positions: the cache grows
+            tokens = torch.randint(0, 50000, (len(sequences), 1), generator=generator)
+            sequences = torch.cat([sequences, tokens], 1)
+            hidden, _ = decoder(tokens, encoded.to(dtype), cache)
+            if step % 20 == 0 or step == 69:
+                assert close(hidden, sequences, beams_encoded), step
+            if step == 10:  # beams reordered: some dropped, one kept twice
+                order = torch.tensor([1, 1, 0, 3, 4, 6, 5, 7, 8, 8, 10, 11])
+                cache.reorder(order)
+                sequences, beams_encoded = sequences[order], beams_encoded[order]
+            if step == 30:  # the second window has ended
+                rows = torch.tensor([0, 1, 2, 3, 8, 9, 10, 11])
+                cache.reorder(rows)
+                cache.keep_windows(torch.tensor([0, 2]))
+                sequences, beams_encoded, encoded = sequences[rows], beams_encoded[rows], encoded[[0, 2]]
 
 
 def test_torch_decoder_agrees_with_ctranslate2_on_real_windows(tiny_hf):

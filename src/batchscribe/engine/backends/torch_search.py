@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from transformers import DynamicCache, EncoderDecoderCache
+from batchscribe.engine.backends.torch_decoder import DecoderCache
 
-Decoder = Callable[[torch.Tensor, torch.Tensor, EncoderDecoderCache], tuple[torch.Tensor, torch.Tensor]]
+Decoder = Callable[[torch.Tensor, torch.Tensor, DecoderCache], tuple[torch.Tensor, torch.Tensor]]
 """(tokens, encoded, cache) -> (bf16/fp16 logits of the last position, alignment-head queries)."""
 
 
@@ -43,10 +43,6 @@ class SearchSettings:
     suppress_first: torch.Tensor  # and those not produced first (blank, end of text)
 
 
-def new_cache() -> EncoderDecoderCache:
-    return EncoderDecoderCache(DynamicCache(), DynamicCache())
-
-
 def log_normalizer(logits: torch.Tensor) -> torch.Tensor:
     """Each row's logsumexp, as max + log(sum(exp(x - max))): several times faster on a CPU than
     torch.logsumexp or a full log_softmax over a 52k vocabulary, and only the chosen tokens'
@@ -56,7 +52,7 @@ def log_normalizer(logits: torch.Tensor) -> torch.Tensor:
 
 
 def search(
-    decoder: Decoder, prompt_logits: torch.Tensor, prompt_queries: torch.Tensor, cache: EncoderDecoderCache,
+    decoder: Decoder, prompt_logits: torch.Tensor, prompt_queries: torch.Tensor, cache: DecoderCache,
     encoded: torch.Tensor, settings: SearchSettings,
 ) -> list[Hypothesis]:  # fmt: skip
     """The best hypothesis of every window, given the logits and queries at the prompt's last
@@ -65,7 +61,7 @@ def search(
     windows = prompt_logits.shape[0]
     logits = prompt_logits.float().index_fill_(1, settings.suppress_first, -torch.inf)
     tokens, logprobs = _choose(logits, width, settings.temperature)
-    cache.self_attention_cache.batch_repeat_interleave(width)  # the cross-attention rows stay one per window
+    cache.repeat_rows(width)  # the encoder's rows stay one per window
     queries = prompt_queries.repeat_interleave(width, 0)  # (rows, 1, heads, size)
     beams = [
         [Hypothesis([t], [p], queries[w * width]) for t, p in zip(tokens[w], logprobs[w], strict=True)]
@@ -109,11 +105,11 @@ def search(
         if not still:
             break
         order = torch.tensor(rows, device=encoded.device)
-        cache.self_attention_cache.reorder_cache(order)
+        cache.reorder(order)
         queries = queries.index_select(0, order)
         if len(still) < len(active):
             kept_windows = torch.tensor([active.index(w) for w in still], device=encoded.device)
-            cache.cross_attention_cache.batch_select_indices(kept_windows)
+            cache.keep_windows(kept_windows)
         active = still
     for w in active:  # out of room: the live beams compete with what has ended
         finished[w].extend(beams[w])

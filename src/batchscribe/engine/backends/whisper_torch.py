@@ -9,7 +9,6 @@ and its long-form logic (fallback, prompts, timestamps) is already done above th
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +16,7 @@ import torch
 import torch.nn.functional as F
 from dtw import dtw
 from faster_whisper.tokenizer import Tokenizer
-from transformers import AttentionInterface, EncoderDecoderCache, WhisperForConditionalGeneration
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers import WhisperForConditionalGeneration
 from transformers.utils import logging as transformers_logging
 
 from batchscribe.engine.backends.base import (
@@ -32,7 +30,8 @@ from batchscribe.engine.placement import Placement
 from batchscribe.engine.models.resolve import ENGLISH_ONLY_VOCABULARY
 from batchscribe.engine.backends.timing import words_from_alignment
 from batchscribe.engine.backends.torch_encoder import Float32Conv
-from batchscribe.engine.backends.torch_search import Hypothesis, SearchSettings, new_cache, search
+from batchscribe.engine.backends.torch_decoder import Decoder, DecoderCache
+from batchscribe.engine.backends.torch_search import Hypothesis, SearchSettings, search
 from batchscribe.errors import ModelError
 from batchscribe.results import Word
 
@@ -41,26 +40,6 @@ MEDIAN_FILTER_WIDTH = 7
 
 transformers_logging.set_verbosity_error()
 transformers_logging.disable_progress_bar()
-
-
-def _beams_share_encoder(module, query, key, value, attention_mask, **kwargs):
-    """transformers' sdpa attention, except where the beams of a window (query rows) outnumber the
-    cached cross-attention rows (one per window): then each window's beams are its query positions.
-
-    Each decoding step reads every row's 1,500 encoder keys and values; with 5 beams per window
-    that was 5 copies of the same memory, over half of a step's time on a CPU.
-    """
-    windows, rows = key.shape[0], query.shape[0]
-    if windows == rows:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    width = rows // windows
-    _, heads, length, size = query.shape
-    shared = query.view(windows, width, heads, length, size).transpose(1, 2).reshape(windows, heads, -1, size)
-    output, _ = sdpa_attention_forward(module, shared, key, value, None, **kwargs)
-    return output.reshape(rows, length, heads, size), None
-
-
-AttentionInterface.register("beams_share_encoder", _beams_share_encoder)
 
 
 def _keep_attention_off_cudnn() -> None:
@@ -80,7 +59,7 @@ class WhisperTorch(Engine):
         self.dtype = DTYPES[placement.compute_type]
         try:
             model = WhisperForConditionalGeneration.from_pretrained(
-                model_path, dtype=self.dtype, attn_implementation="beams_share_encoder"
+                model_path, dtype=self.dtype, attn_implementation="sdpa"
             )
         except (OSError, ValueError) as error:
             raise ModelError(f"cannot load the Hugging Face Whisper model in {model_path}: {error}") from error
@@ -109,11 +88,7 @@ class WhisperTorch(Engine):
             for head in range(config.decoder_attention_heads)
         ]  # CTranslate2's default when a model names none
         self._alignment_heads = [(int(layer), int(head)) for layer, head in heads]
-        self._head_size = config.d_model // config.decoder_attention_heads
-        self._queries = threading.local()  # each worker thread reads its own decoder calls' queries
-        for layer in {layer for layer, _ in self._alignment_heads}:
-            attention = model.model.decoder.layers[layer].encoder_attn
-            attention.q_proj.register_forward_hook(self._query_hook(layer, attention.scaling))
+        self._decoder = Decoder(model, self._alignment_heads)
 
     def _suppressed(self, suppress_tokens: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids never produced, and those also not produced first (blank, end of text), for
@@ -129,33 +104,11 @@ class WhisperTorch(Engine):
             )
         return self._suppress_sets[suppress_tokens]
 
-    def _query_hook(self, layer: int, scaling: float):
-        def keep(_module, _inputs, output: torch.Tensor) -> None:
-            self._queries.by_layer[layer] = output * scaling
-
-        return keep
-
-    def _decoder(
-        self, tokens: torch.Tensor, encoded: torch.Tensor, cache: EncoderDecoderCache
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hidden states of every fed position, and the alignment heads' cross-attention queries
-        there: (rows, positions, alignment heads, head size), in float32."""
-        self._queries.by_layer = {}
-        hidden = self.model.model.decoder(
-            input_ids=tokens, encoder_hidden_states=encoded, cache=cache, use_cache=True
-        ).last_hidden_state
-        size = self._head_size
-        captured = self._queries.by_layer
-        queries = torch.stack(
-            [captured[layer][..., head * size : (head + 1) * size] for layer, head in self._alignment_heads], dim=2
-        )
-        return hidden, queries.float()
-
     def _step(
-        self, tokens: torch.Tensor, encoded: torch.Tensor, cache: EncoderDecoderCache
+        self, tokens: torch.Tensor, encoded: torch.Tensor, cache: DecoderCache
     ) -> tuple[torch.Tensor, torch.Tensor]:
         hidden, queries = self._decoder(tokens, encoded, cache)
-        return self.model.proj_out(hidden[:, -1]), queries
+        return self._decoder.logits(hidden[:, -1]), queries
 
     encodes_speech_alone = True
 
@@ -177,7 +130,7 @@ class WhisperTorch(Engine):
         with torch.inference_mode():
             encoded = self.encode(features[np.newaxis])
             tokens = torch.tensor([[sot]], device=self.device)
-            logits = self._step(tokens, encoded, new_cache())[0].float()
+            logits = self._step(tokens, encoded, DecoderCache())[0].float()
         return self._languages_after_sot(logits)[0]
 
     def decode(
@@ -198,9 +151,9 @@ class WhisperTorch(Engine):
         )
         with torch.inference_mode():
             encoded = self.encode(features)
-            cache = new_cache()
+            cache = DecoderCache()
             hidden, queries = self._decoder(torch.tensor([prompt] * len(features), device=self.device), encoded, cache)
-            logits = self.model.proj_out(hidden[:, [sot, -1]]).float()
+            logits = self._decoder.logits(hidden[:, [sot, -1]]).float()
             no_speech = logits[:, 0].softmax(-1)[:, tokenizer.no_speech].tolist()
             detected = self._languages_after_sot(logits[:, 0]) if options.detect_language else [None] * len(features)
             keys = self._alignment_keys(cache)
@@ -224,10 +177,9 @@ class WhisperTorch(Engine):
         best = probabilities.argmax(-1).tolist()
         return [(names[b][2:-2], float(probabilities[i, b])) for i, b in enumerate(best)]
 
-    def _alignment_keys(self, cache: EncoderDecoderCache) -> torch.Tensor:
+    def _alignment_keys(self, cache: DecoderCache) -> torch.Tensor:
         """The alignment heads' encoder keys: (windows, heads, encoder positions, head size)."""
-        layers = cache.cross_attention_cache.layers
-        return torch.stack([layers[layer].keys[:, head] for layer, head in self._alignment_heads], dim=1).float()
+        return torch.stack([cache.cross[layer][0][:, head] for layer, head in self._alignment_heads], dim=1).float()
 
     def _words(self, tokenizer: Tokenizer, best: Hypothesis, keys: torch.Tensor, content_seconds: float) -> list[Word]:
         """Word times from the alignment heads' cross-attention (openai-whisper's find_alignment),

@@ -1,0 +1,201 @@
+"""Whisper's decoder on transformers' weights, run one step at a time for batched beam search.
+
+transformers' decoder module does the same arithmetic, but on a CPU its Python (cache objects,
+attention dispatch, hooks) and its unpacked bf16 weights cost more than the arithmetic: decoding
+tiny.en on 2 cores spent a quarter of its time in the interpreter, and each step re-packed the
+51,864 x 384 output projection for the matrix units (8.6 ms of a 40-row step, 3.6 ms prepacked;
+bench/results/speed-ab/levers.md, lever 7). Here the weights are packed once (oneDNN, CPU and bf16
+only), the keys and values of past tokens sit in buffers that grow by doubling, and the beams of
+a window read its encoder keys and values once, as the query positions of one attention call.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class PackedLinear:
+    """nn.Linear's y = x W^T + b, its weight packed once for oneDNN's bf16 matrix kernels on a CPU
+    (unpacked on other devices and dtypes, where F.linear is already fast)."""
+
+    def __init__(self, layer: nn.Linear, pack: bool):
+        self.weight = layer.weight.detach()
+        self.bias = None if layer.bias is None else layer.bias.detach()
+        self.out_features = self.weight.shape[0]
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, 64) if pack else None
+
+    def __call__(self, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
+        """y, or gelu(y) (the exact, erf form) when `gelu`."""
+        if self.packed is None:
+            y = F.linear(x, self.weight, self.bias)
+            return F.gelu(y) if gelu else y
+        flat = x.reshape(-1, x.shape[-1])
+        if gelu:
+            y = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.bias, "gelu", [], "none")
+        else:
+            y = torch.ops.mkldnn._linear_pointwise(flat, self.packed, self.bias, "none", [], "")
+        return y.view(*x.shape[:-1], self.out_features)
+
+
+def can_pack(device: torch.device, dtype: torch.dtype) -> bool:
+    return device.type == "cpu" and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
+
+
+class DecoderCache:
+    """Keys and values per decoder layer: of the encoder output (one row per window, shared by
+    its beams) and of the tokens fed so far (one row per hypothesis)."""
+
+    def __init__(self) -> None:
+        self.cross: list[tuple[torch.Tensor, torch.Tensor]] = []  # (windows, heads, frames, head size)
+        self.past: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, heads, capacity, head size)
+        self.length = 0  # positions held in `past`
+
+    def repeat_rows(self, width: int) -> None:
+        """Each window's row becomes `width` rows (its beams); the encoder's rows stay shared."""
+        self.past = [(k.repeat_interleave(width, 0), v.repeat_interleave(width, 0)) for k, v in self.past]
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Keep the past of these rows, in this order (the beams a step kept, and their parents)."""
+        n = self.length
+        self.past = [(_take(k, rows, n), _take(v, rows, n)) for k, v in self.past]
+
+    def keep_windows(self, windows: torch.Tensor) -> None:
+        """Drop the encoder rows of windows whose search has ended."""
+        self.cross = [(k.index_select(0, windows), v.index_select(0, windows)) for k, v in self.cross]
+
+
+def _take(buffer: torch.Tensor, rows: torch.Tensor, length: int) -> torch.Tensor:
+    taken = buffer.new_empty((len(rows), *buffer.shape[1:]))
+    taken[:, :, :length] = buffer[:, :, :length].index_select(0, rows)
+    return taken
+
+
+class _Layer:
+    def __init__(self, layer: nn.Module, pack: bool):
+        attention, cross = layer.self_attn, layer.encoder_attn
+        self.norm1, self.norm2 = layer.self_attn_layer_norm, layer.encoder_attn_layer_norm
+        self.norm3 = layer.final_layer_norm
+        size = attention.embed_dim
+        like = {"dtype": attention.q_proj.weight.dtype, "device": attention.q_proj.weight.device}
+        qkv = nn.Linear(size, 3 * size, **like)
+        with torch.no_grad():
+            # queries scaled by head_size ** -0.5 in their weights (as transformers scales them), so
+            # attention runs with scale 1 and the alignment heads' queries come out scaled
+            q, k, v = attention.q_proj, attention.k_proj, attention.v_proj
+            qkv.weight.copy_(torch.cat([q.weight * attention.scaling, k.weight, v.weight]))
+            qkv.bias.copy_(torch.cat([q.bias * attention.scaling, torch.zeros_like(q.bias), v.bias]))
+            query = nn.Linear(size, size, **like)
+            query.weight.copy_(cross.q_proj.weight * cross.scaling)
+            query.bias.copy_(cross.q_proj.bias * cross.scaling)
+        self.qkv = PackedLinear(qkv, pack)
+        self.out = PackedLinear(attention.out_proj, pack)
+        self.cross_query = PackedLinear(query, pack)
+        self.cross_key, self.cross_value = cross.k_proj, cross.v_proj  # once per window: unpacked is fine
+        self.cross_out = PackedLinear(cross.out_proj, pack)
+        self.fc1, self.fc2 = PackedLinear(layer.fc1, pack), PackedLinear(layer.fc2, pack)
+        self.heads = attention.num_heads
+
+
+class Decoder:
+    """Whisper's decoder for step-by-step search: `decoder(tokens, encoded, cache)` feeds tokens
+    (rows, positions) after those already in `cache` and returns the final hidden states
+    (rows, positions, width) and the alignment heads' cross-attention queries, scaled as
+    attention scales them: (rows, positions, len(alignment_heads), head size), float32.
+
+    Rows are hypotheses; `encoded` (windows, frames, width) has one row per window, and rows is
+    windows x beams once the cache's rows are repeated. Prompts are fed in one call with the cache
+    empty; search steps then feed one position each.
+    """
+
+    def __init__(self, model: nn.Module, alignment_heads: list[tuple[int, int]]):
+        decoder = model.model.decoder
+        weight = decoder.embed_tokens.weight
+        pack = can_pack(weight.device, weight.dtype)
+        self.embed = decoder.embed_tokens.weight.detach()
+        self.positions = decoder.embed_positions.weight.detach()
+        self.layers = [_Layer(layer, pack) for layer in decoder.layers]
+        self.norm = decoder.layer_norm
+        self.logits = PackedLinear(model.proj_out, pack)
+        self.alignment_heads = alignment_heads
+        self.head_size = weight.shape[1] // self.layers[0].heads
+
+    def __call__(
+        self, tokens: torch.Tensor, encoded: torch.Tensor, cache: DecoderCache
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, count = tokens.shape
+        start = cache.length
+        x = self.embed[tokens] + self.positions[start : start + count]
+        if not cache.cross:
+            # contiguous: attention reads them at every step, and strided reads cost it 2x
+            cache.cross = [
+                (
+                    self._split(layer.cross_key(encoded), layer.heads).contiguous(),
+                    self._split(layer.cross_value(encoded), layer.heads).contiguous(),
+                )
+                for layer in self.layers
+            ]
+        if not cache.past:
+            cache.past = [(None, None)] * len(self.layers)  # type: ignore[list-item]
+        queries: dict[int, torch.Tensor] = {}
+        for index, layer in enumerate(self.layers):
+            x = x + self._self_attention(layer, index, layer.norm1(x), cache, start)
+            query = self._split(layer.cross_query(layer.norm2(x)), layer.heads)  # (rows, heads, count, size)
+            if any(aligned == index for aligned, _ in self.alignment_heads):
+                queries[index] = query
+            keys, values = cache.cross[index]
+            windows = keys.shape[0]
+            if windows == rows:
+                attended = F.scaled_dot_product_attention(query, keys, values, scale=1.0)
+            else:  # the beams of a window are the query positions of one call on its encoder rows
+                width = rows // windows
+                shared = query.view(windows, width, layer.heads, count, -1).transpose(1, 2)
+                attended = F.scaled_dot_product_attention(
+                    shared.reshape(windows, layer.heads, width * count, -1), keys, values, scale=1.0
+                )
+                attended = attended.view(windows, layer.heads, width, count, -1).transpose(1, 2)
+                attended = attended.reshape(rows, layer.heads, count, -1)
+            x = x + layer.cross_out(self._merge(attended))
+            x = x + layer.fc2(layer.fc1(layer.norm3(x), gelu=True))
+        cache.length = start + count
+        aligned = torch.stack(
+            [queries[layer][:, head] for layer, head in self.alignment_heads], dim=2
+        )  # (rows, count, alignment heads, size)
+        return self.norm(x), aligned.float()
+
+    def _self_attention(
+        self, layer: _Layer, index: int, x: torch.Tensor, cache: DecoderCache, start: int
+    ) -> torch.Tensor:
+        rows, count, size = x.shape
+        q, k, v = self._split(layer.qkv(x), 3 * layer.heads).split(layer.heads, dim=1)
+        keys, values = cache.past[index]
+        end = start + count
+        if keys is None or keys.shape[2] < end:
+            capacity = max(2 * end, 64)
+            grown_k = k.new_empty((rows, layer.heads, capacity, k.shape[-1]))
+            grown_v = v.new_empty((rows, layer.heads, capacity, v.shape[-1]))
+            if keys is not None:
+                grown_k[:, :, :start] = keys[:, :, :start]
+                grown_v[:, :, :start] = values[:, :, :start]
+            keys, values = grown_k, grown_v
+            cache.past[index] = (keys, values)
+        keys[:, :, start:end] = k
+        values[:, :, start:end] = v
+        mask = None
+        if count > 1:  # a prompt: each position sees itself and those before it
+            mask = torch.ones(count, end, dtype=torch.bool, device=x.device).tril(start)
+        attended = F.scaled_dot_product_attention(q, keys[:, :, :end], values[:, :, :end], attn_mask=mask, scale=1.0)
+        return layer.out(self._merge(attended))
+
+    @staticmethod
+    def _split(x: torch.Tensor, heads: int) -> torch.Tensor:
+        """(rows, positions, heads x size) -> (rows, heads, positions, size)"""
+        rows, count, width = x.shape
+        return x.view(rows, count, heads, width // heads).transpose(1, 2)
+
+    @staticmethod
+    def _merge(x: torch.Tensor) -> torch.Tensor:
+        """(rows, heads, positions, size) -> (rows, positions, heads x size)"""
+        rows, heads, count, size = x.shape
+        return x.transpose(1, 2).reshape(rows, count, heads * size)
