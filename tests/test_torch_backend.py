@@ -98,9 +98,12 @@ def test_step_decoder_matches_transformers_through_prompt_beams_reorder_and_fini
 
     if dtype == torch.bfloat16 and not cpu_has_bf16_matrix_units():
         pytest.skip("bf16 packing is used only on CPUs with bf16 matrix units")
+    from safetensors.torch import load_file
+
     reference = WhisperForConditionalGeneration.from_pretrained(tiny_hf, dtype=torch.float32).eval()
     model = WhisperForConditionalGeneration.from_pretrained(tiny_hf, dtype=dtype).eval()
-    decoder = Decoder(model, [(2, 0), (3, 1)])
+    state = {name: t.to(dtype) for name, t in load_file(tiny_hf / WEIGHTS).items()}
+    decoder = Decoder(state, heads=6, alignment_heads=[(2, 0), (3, 1)])
 
     def close(ours: torch.Tensor, tokens: torch.Tensor, memory: torch.Tensor) -> bool:
         """float32: the same to rounding; bf16 (8 bits of each value): no further from float32

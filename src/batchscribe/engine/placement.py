@@ -72,7 +72,7 @@ def _torch_installed() -> bool:
 def _torch_backend_missing() -> list[str]:
     import importlib.util
 
-    return [m for m in ("torch", "transformers", "dtw") if importlib.util.find_spec(m) is None]
+    return [m for m in ("torch", "safetensors", "dtw") if importlib.util.find_spec(m) is None]
 
 
 def _torch_sees_cuda() -> bool:

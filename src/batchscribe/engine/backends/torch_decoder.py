@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 
 class PackedLinear:
-    """nn.Linear's y = x W^T + b, its weight packed once for oneDNN's bf16 matrix kernels on a CPU
-    (unpacked on other devices and dtypes, where F.linear is already fast)."""
+    """y = x W^T + b, the weight packed once for oneDNN's bf16 matrix kernels on a CPU (unpacked
+    on other devices and dtypes, where F.linear is already fast)."""
 
-    def __init__(self, layer: nn.Linear, pack: bool):
-        self.weight = layer.weight.detach()
-        self.bias = None if layer.bias is None else layer.bias.detach()
-        self.out_features = self.weight.shape[0]
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(self.weight, 64) if pack else None
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, pack: bool):
+        self.weight, self.bias = weight, bias
+        self.out_features = weight.shape[0]
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 64) if pack else None
 
     def __call__(self, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
         """y, or gelu(y) (the exact, erf form) when `gelu`."""
@@ -72,30 +70,44 @@ def _take(buffer: torch.Tensor, rows: torch.Tensor, length: int) -> torch.Tensor
     return taken
 
 
+class _LayerNorm:
+    def __init__(self, state: dict[str, torch.Tensor], name: str):
+        self.weight, self.bias = state[f"{name}.weight"], state[f"{name}.bias"]
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, x.shape[-1:], self.weight, self.bias)
+
+
 class _Layer:
-    def __init__(self, layer: nn.Module, pack: bool):
-        attention, cross = layer.self_attn, layer.encoder_attn
-        self.norm1, self.norm2 = layer.self_attn_layer_norm, layer.encoder_attn_layer_norm
-        self.norm3 = layer.final_layer_norm
-        size = attention.embed_dim
-        like = {"dtype": attention.q_proj.weight.dtype, "device": attention.q_proj.weight.device}
-        qkv = nn.Linear(size, 3 * size, **like)
-        with torch.no_grad():
-            # queries scaled by head_size ** -0.5 in their weights (as transformers scales them), so
-            # attention runs with scale 1 and the alignment heads' queries come out scaled
-            q, k, v = attention.q_proj, attention.k_proj, attention.v_proj
-            qkv.weight.copy_(torch.cat([q.weight * attention.scaling, k.weight, v.weight]))
-            qkv.bias.copy_(torch.cat([q.bias * attention.scaling, torch.zeros_like(q.bias), v.bias]))
-            query = nn.Linear(size, size, **like)
-            query.weight.copy_(cross.q_proj.weight * cross.scaling)
-            query.bias.copy_(cross.q_proj.bias * cross.scaling)
-        self.qkv = PackedLinear(qkv, pack)
-        self.out = PackedLinear(attention.out_proj, pack)
-        self.cross_query = PackedLinear(query, pack)
-        self.cross_key, self.cross_value = cross.k_proj, cross.v_proj  # once per window: unpacked is fine
-        self.cross_out = PackedLinear(cross.out_proj, pack)
-        self.fc1, self.fc2 = PackedLinear(layer.fc1, pack), PackedLinear(layer.fc2, pack)
-        self.heads = attention.num_heads
+    """One decoder block, from transformers' names under `name` (model.decoder.layers.N)."""
+
+    def __init__(self, state: dict[str, torch.Tensor], name: str, heads: int, pack: bool):
+        def linear(part: str, scale: float = 1.0) -> PackedLinear:
+            bias = state.get(f"{name}.{part}.bias")
+            return PackedLinear(state[f"{name}.{part}.weight"] * scale, None if bias is None else bias * scale, pack)
+
+        self.heads = heads
+        self.norm1 = _LayerNorm(state, f"{name}.self_attn_layer_norm")
+        self.norm2 = _LayerNorm(state, f"{name}.encoder_attn_layer_norm")
+        self.norm3 = _LayerNorm(state, f"{name}.final_layer_norm")
+        # Queries are scaled by head_size ** -0.5 in their weights (as transformers scales them), so
+        # attention runs with scale 1 and the alignment heads' queries come out scaled.
+        scale = (state[f"{name}.self_attn.q_proj.weight"].shape[0] // heads) ** -0.5
+        q, k, v = (f"{name}.self_attn.{p}_proj" for p in "qkv")
+        self.qkv = PackedLinear(
+            torch.cat([state[f"{q}.weight"] * scale, state[f"{k}.weight"], state[f"{v}.weight"]]),
+            torch.cat([state[f"{q}.bias"] * scale, torch.zeros_like(state[f"{q}.bias"]), state[f"{v}.bias"]]),
+            pack,
+        )
+        self.out = linear("self_attn.out_proj")
+        self.cross_query = linear("encoder_attn.q_proj", scale)
+        # once per window, on (windows, 1500, width): unpacked is as fast
+        self.cross_key = PackedLinear(state[f"{name}.encoder_attn.k_proj.weight"], None, False)
+        self.cross_value = PackedLinear(
+            state[f"{name}.encoder_attn.v_proj.weight"], state[f"{name}.encoder_attn.v_proj.bias"], False
+        )
+        self.cross_out = linear("encoder_attn.out_proj")
+        self.fc1, self.fc2 = linear("fc1"), linear("fc2")
 
 
 class Decoder:
@@ -109,17 +121,17 @@ class Decoder:
     empty; search steps then feed one position each.
     """
 
-    def __init__(self, model: nn.Module, alignment_heads: list[tuple[int, int]]):
-        decoder = model.model.decoder
-        weight = decoder.embed_tokens.weight
-        pack = can_pack(weight.device, weight.dtype)
-        self.embed = decoder.embed_tokens.weight.detach()
-        self.positions = decoder.embed_positions.weight.detach()
-        self.layers = [_Layer(layer, pack) for layer in decoder.layers]
-        self.norm = decoder.layer_norm
-        self.logits = PackedLinear(model.proj_out, pack)
+    def __init__(self, state: dict[str, torch.Tensor], heads: int, alignment_heads: list[tuple[int, int]]):
+        """`state`: transformers' Whisper parameters (model.decoder.*, proj_out.weight when not tied
+        to the token embeddings), on the device and in the dtype to run in."""
+        self.embed = state["model.decoder.embed_tokens.weight"]
+        self.positions = state["model.decoder.embed_positions.weight"]
+        pack = can_pack(self.embed.device, self.embed.dtype)
+        count = sum(1 for name in state if name.startswith("model.decoder.layers.") and name.endswith(".fc1.weight"))
+        self.layers = [_Layer(state, f"model.decoder.layers.{i}", heads, pack) for i in range(count)]
+        self.norm = _LayerNorm(state, "model.decoder.layer_norm")
+        self.logits = PackedLinear(state.get("proj_out.weight", self.embed), None, pack)
         self.alignment_heads = alignment_heads
-        self.head_size = weight.shape[1] // self.layers[0].heads
 
     def __call__(
         self, tokens: torch.Tensor, encoded: torch.Tensor, cache: DecoderCache

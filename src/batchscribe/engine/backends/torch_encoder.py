@@ -23,13 +23,12 @@ class Float32Conv(torch.nn.Module):
 
     It reads the raw log-mel: in bf16 its rounding alone costs accuracy (tiny.en, 513 s LibriSpeech
     long-form: WER 12.2% in bf16, 11.7% in fp32) for 1.5% of the encoder's work. Both PyTorch
-    encoders use it: this module's for the CTranslate2 backend, and transformers' (whisper_torch.py).
+    encoders use it: TorchEncoder below, which serves both backends.
     """
 
     def __init__(self, conv: torch.nn.Conv1d, out_dtype: torch.dtype = torch.float32):
         super().__init__()
         self.conv = conv.float()
-        self.stride = conv.stride  # transformers reads it to check the input length
         self.out_dtype = out_dtype
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
@@ -40,13 +39,14 @@ class Float32Conv(torch.nn.Module):
 class TorchEncoder:
     """conv1 -> GELU -> conv2 (stride 2) -> GELU -> + positions -> pre-LN transformer blocks -> LN."""
 
-    def __init__(self, weights: dict[str, np.ndarray]):
-        self.tensors = {name.removeprefix("encoder/"): torch.from_numpy(np.array(value))
+    def __init__(self, weights: dict[str, np.ndarray], device: str | torch.device = "cpu"):
+        self.tensors = {name.removeprefix("encoder/"): torch.from_numpy(np.array(value)).to(device)
                         for name, value in weights.items()}  # fmt: skip
         self.heads = int(self.tensors.pop("num_heads"))
         self.layers = sum(1 for name in self.tensors if name.endswith("self_attention/linear_0/weight"))
         weight = self.tensors["conv1/weight"]
-        conv1 = torch.nn.Conv1d(weight.shape[1], weight.shape[0], weight.shape[2], padding=1).requires_grad_(False)
+        conv1 = torch.nn.Conv1d(weight.shape[1], weight.shape[0], weight.shape[2], padding=1, device=device)
+        conv1.requires_grad_(False)
         conv1.weight.copy_(weight)
         conv1.bias.copy_(self.tensors["conv1/bias"])
         self.conv1 = Float32Conv(conv1)

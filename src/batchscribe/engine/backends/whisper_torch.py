@@ -1,14 +1,17 @@
-"""Whisper on PyTorch with transformers' model classes: bf16 on CPUs with AMX, fp16 on CUDA.
+"""Whisper on PyTorch, from a transformers model folder: bf16 on CPUs with AMX, fp16 on CUDA.
 
 The same contract as whisper_ct2.py: windows are decoded without timestamp tokens by batched
 beam search over a KV cache (or by sampling, for the temperature fallback), and word times come
 from the alignment heads' cross-attention, matched to the audio by dynamic time warping.
-transformers' own generate() is not used: it cannot give each window its own stopping point,
-and its long-form logic (fallback, prompts, timestamps) is already done above the engine.
+transformers itself is not imported: importing its Whisper classes took 4 s of CPU here, more than
+decoding a minute of speech, and its generate() cannot give each window its own stopping point.
+The weights are read with safetensors; the encoder is torch_encoder.py's (shared with the
+CTranslate2 backend), the decoder torch_decoder.py's.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +19,6 @@ import torch
 import torch.nn.functional as F
 from dtw import dtw
 from faster_whisper.tokenizer import Tokenizer
-from transformers import WhisperForConditionalGeneration
-from transformers.utils import logging as transformers_logging
 
 from batchscribe.engine.backends.base import (
     TOKENS_PER_SECOND,
@@ -27,9 +28,10 @@ from batchscribe.engine.backends.base import (
     new_token_limit,
 )
 from batchscribe.engine.placement import Placement
+from batchscribe.engine.models.hf_weights import ct2_encoder_weights
 from batchscribe.engine.models.resolve import ENGLISH_ONLY_VOCABULARY
 from batchscribe.engine.backends.timing import words_from_alignment
-from batchscribe.engine.backends.torch_encoder import Float32Conv
+from batchscribe.engine.backends.torch_encoder import TorchEncoder
 from batchscribe.engine.backends.torch_decoder import Decoder, DecoderCache
 from batchscribe.engine.backends.torch_search import Hypothesis, SearchSettings, search
 from batchscribe.errors import ModelError
@@ -38,8 +40,6 @@ from batchscribe.results import Word
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 MEDIAN_FILTER_WIDTH = 7
 
-transformers_logging.set_verbosity_error()
-transformers_logging.disable_progress_bar()
 
 
 def _keep_attention_off_cudnn() -> None:
@@ -50,6 +50,27 @@ def _keep_attention_off_cudnn() -> None:
     torch.backends.cuda.enable_cudnn_sdp(False)
 
 
+def _read_folder(model_path: Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
+    """config.json, generation_config.json (or the same keys in config.json) and the weights."""
+    try:
+        config = json.loads((model_path / "config.json").read_text())
+        generation_file = model_path / "generation_config.json"
+        generation = json.loads(generation_file.read_text()) if generation_file.exists() else config
+        if (model_path / "model.safetensors").exists():
+            from safetensors.torch import load_file
+
+            state = load_file(model_path / "model.safetensors")
+        else:
+            state = torch.load(model_path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        if "decoder.embed_tokens.weight" in state:  # saved from WhisperModel: no "model." prefix
+            state = {f"model.{name}": t for name, t in state.items()}
+        if config.get("model_type") != "whisper" or "model.decoder.embed_tokens.weight" not in state:
+            raise ValueError("not a transformers Whisper model (model_type whisper, model.decoder.* weights)")
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        raise ModelError(f"cannot load the Hugging Face Whisper model in {model_path}: {error}") from error
+    return config, generation, state
+
+
 class WhisperTorch(Engine):
     """A transformers Whisper model in `model_path` (Hugging Face layout), run by PyTorch."""
 
@@ -57,38 +78,34 @@ class WhisperTorch(Engine):
         torch.set_num_threads(placement.threads)
         self.device = torch.device(placement.device)
         self.dtype = DTYPES[placement.compute_type]
-        try:
-            model = WhisperForConditionalGeneration.from_pretrained(
-                model_path, dtype=self.dtype, attn_implementation="sdpa"
-            )
-        except (OSError, ValueError) as error:
-            raise ModelError(f"cannot load the Hugging Face Whisper model in {model_path}: {error}") from error
-        model.eval().to(self.device)
+        config, generation, state = _read_folder(model_path)
         if self.device.type == "cuda":
             _keep_attention_off_cudnn()
-        encoder = model.model.encoder
-        self._feature_dtype = self.dtype
-        if self.dtype == torch.bfloat16:
-            encoder.conv1 = Float32Conv(encoder.conv1, self.dtype)
-            self._feature_dtype = torch.float32
-        self.model = model
-        config, generation = model.config, model.generation_config
-        multilingual = config.vocab_size > ENGLISH_ONLY_VOCABULARY
-        super().__init__(model_path, config.num_mel_bins, multilingual, placement.workers)
-        self._eot = config.eos_token_id
-        self._specials = set(range(self._eot + 1, config.vocab_size))  # start, language, task, timestamps
-        self._non_speech = set(generation.suppress_tokens or [])
-        self._begin_suppress = set(generation.begin_suppress_tokens or [self._eot])
-        self._vocab_size = config.vocab_size
+        encoder_state = {n: t.float().numpy() for n, t in state.items() if n.startswith("model.encoder.")}
+        # float32 weights under autocast, as the CTranslate2 backend's bf16 encoder runs: the
+        # residual stream stays float32 (see Float32Conv for the first convolution)
+        self._encoder = TorchEncoder(
+            ct2_encoder_weights(encoder_state, int(config["encoder_attention_heads"])), self.device
+        )
+        vocab_size, eot = int(config["vocab_size"]), int(config["eos_token_id"])
+        layers, heads = int(config["decoder_layers"]), int(config["decoder_attention_heads"])
+        multilingual = vocab_size > ENGLISH_ONLY_VOCABULARY
+        super().__init__(model_path, int(config["num_mel_bins"]), multilingual, placement.workers)
+        self._eot = eot
+        self._specials = set(range(eot + 1, vocab_size))  # start, language, task, timestamps
+        self._non_speech = set(generation.get("suppress_tokens") or [])
+        self._begin_suppress = set(generation.get("begin_suppress_tokens") or [eot])
+        self._vocab_size = vocab_size
         self._suppress_sets: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
-        self._languages = dict(getattr(generation, "lang_to_id", None) or {})
-        heads = getattr(generation, "alignment_heads", None) or [
-            [layer, head]
-            for layer in range(config.decoder_layers // 2, config.decoder_layers)
-            for head in range(config.decoder_attention_heads)
+        self._languages = dict(generation.get("lang_to_id") or {})
+        named = generation.get("alignment_heads") or [
+            [layer, head] for layer in range(layers // 2, layers) for head in range(heads)
         ]  # CTranslate2's default when a model names none
-        self._alignment_heads = [(int(layer), int(head)) for layer, head in heads]
-        self._decoder = Decoder(model, self._alignment_heads)
+        self._alignment_heads = [(int(layer), int(head)) for layer, head in named]
+        decoder_state = {
+            n: t.to(self.device, self.dtype) for n, t in state.items() if n.startswith(("model.decoder.", "proj_out."))
+        }
+        self._decoder = Decoder(decoder_state, heads, self._alignment_heads)
 
     def _suppressed(self, suppress_tokens: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids never produced, and those also not produced first (blank, end of text), for
@@ -113,15 +130,11 @@ class WhisperTorch(Engine):
     encodes_speech_alone = True
 
     def encode(self, features: np.ndarray) -> torch.Tensor:
-        """transformers' encoder layers over any number of frames: its forward insists on 3000,
-        and language detection needs only the speech (see Engine.detect_language)."""
-        encoder = self.model.model.encoder
-        mel = torch.from_numpy(features).to(self.device, self._feature_dtype)
-        hidden = F.gelu(encoder.conv2(F.gelu(encoder.conv1(mel)))).transpose(1, 2)
-        hidden = hidden + encoder.embed_positions.weight[: hidden.shape[1]]
-        for layer in encoder.layers:
-            hidden = layer(hidden, None)
-        return encoder.layer_norm(hidden)
+        """Any number of frames (language detection needs only the speech: see
+        Engine.detect_language): (windows, frames / 2, width) in the model's dtype."""
+        mel = torch.from_numpy(features).to(self.device)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype != torch.float32):
+            return self._encoder(mel).to(self.dtype)
 
     def _language_of(self, features: np.ndarray) -> tuple[str, float]:
         if not self._languages:

@@ -167,3 +167,38 @@ def _hf_state(w: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
         "scale_embedding": False,
     }
     return {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in state.items()}, config
+
+
+def ct2_encoder_weights(state: dict[str, np.ndarray], heads: int) -> dict[str, np.ndarray]:
+    """The encoder of a transformers state dict under CTranslate2's names ("encoder/..."), the
+    reverse of _hf_state for the encoder, so that one PyTorch encoder (torch_encoder.py) serves
+    both layouts. Queries, keys and values are fused as CTranslate2 fuses them (keys have no bias)."""
+    w: dict[str, np.ndarray] = {"encoder/num_heads": np.array(heads)}
+
+    def copy(hf: str, ct2: str) -> None:
+        w[f"encoder/{ct2}/weight"], w[f"encoder/{ct2}/bias"] = state[f"{hf}.weight"], state[f"{hf}.bias"]
+
+    def norm(hf: str, ct2: str) -> None:
+        w[f"encoder/{ct2}/gamma"], w[f"encoder/{ct2}/beta"] = state[f"{hf}.weight"], state[f"{hf}.bias"]
+
+    prefix = "model.encoder"
+    copy(f"{prefix}.conv1", "conv1")
+    copy(f"{prefix}.conv2", "conv2")
+    w["encoder/position_encodings/encodings"] = state[f"{prefix}.embed_positions.weight"]
+    layers = sum(1 for name in state if name.startswith(f"{prefix}.layers.") and name.endswith(".fc1.weight"))
+    for i in range(layers):
+        hf, ct2 = f"{prefix}.layers.{i}", f"layer_{i}"
+        q, k, v = (f"{hf}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj"))
+        w[f"encoder/{ct2}/self_attention/linear_0/weight"] = np.concatenate(
+            [state[f"{q}.weight"], state[f"{k}.weight"], state[f"{v}.weight"]]
+        )
+        w[f"encoder/{ct2}/self_attention/linear_0/bias"] = np.concatenate(
+            [state[f"{q}.bias"], np.zeros_like(state[f"{q}.bias"]), state[f"{v}.bias"]]
+        )
+        copy(f"{hf}.self_attn.out_proj", f"{ct2}/self_attention/linear_1")
+        norm(f"{hf}.self_attn_layer_norm", f"{ct2}/self_attention/layer_norm")
+        copy(f"{hf}.fc1", f"{ct2}/ffn/linear_0")
+        copy(f"{hf}.fc2", f"{ct2}/ffn/linear_1")
+        norm(f"{hf}.final_layer_norm", f"{ct2}/ffn/layer_norm")
+    norm(f"{prefix}.layer_norm", "layer_norm")
+    return w
