@@ -108,8 +108,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="audio encoder: torch = PyTorch bf16 on CPUs with AMX/AVX-512 BF16 (3x faster there), "
                        "ct2 = CTranslate2; auto picks torch where it is installed and faster")  # fmt: skip
     model.add_argument("--backend", choices=BACKENDS, default=DEFAULTS.backend,
-                       help="library that runs the model: ct2 = CTranslate2 (faster-whisper's), torch = PyTorch + "
-                       "transformers (Hugging Face models and hub ids); auto picks ct2, or torch on a GPU ct2 cannot "
+                       help="library that runs the model: ct2 = CTranslate2 (faster-whisper's), torch = PyTorch "
+                       "(also runs Hugging Face models and hub ids); auto picks ct2, or torch on a GPU ct2 cannot "
                        "use")  # fmt: skip
     _flag(model, "--packing", True, "pack speech of several files into each 30 s window; False (or --no-packing, "
           "--reproducible): every file gets the transcript it gets alone, slower on short files")  # fmt: skip

@@ -5,13 +5,12 @@ encoder on CPUs with AMX. PyTorch (`--backend torch`): bf16 on such CPUs, float3
 float16 on CUDA.
 
 Why auto picks CTranslate2 on CPUs (measured on a 2-core Sapphire Rapids-class Xeon with AMX,
-tiny.en, whole command, median of 3; bench/results/core-targets): 60 short files RTFx 47 against
-PyTorch's 33, the 513 s file 61 against 44. Two reasons. Importing transformers and building its model takes
-about 3.4 s against 1.2 s. And Whisper's decoder is a few hundred small steps per window, bound by
-memory and per-call overhead rather than by the matrix units: CTranslate2's int8 weights are half
-the bytes of bf16 and its loop has no Python. With the model already loaded (a job worker),
-PyTorch is 10-15% behind. The encoder, one large matrix product per window, is where AMX pays,
-and the CTranslate2 backend already uses PyTorch's there.
+tiny.en, whole command; bench/results/issue18-s5): the PyTorch backend, with its own decoder and
+no transformers import, is level with CTranslate2 on long recordings and behind on short jobs,
+which wait for `import torch` (1.8 s) before the first batch while the CTranslate2 backend's quick
+start skips it. Whisper's decoder is a few hundred small steps per window, bound by memory and
+per-call overhead rather than by the matrix units; the encoder, one large matrix product per
+window, is where AMX pays, and the CTranslate2 backend already uses PyTorch's there.
 
 On CUDA auto keeps CTranslate2 (faster-whisper's choice) where it can run, and takes PyTorch where
 it cannot: CTranslate2 4.x is built for CUDA 12 and loads its cuBLAS only at the first batch, so on a

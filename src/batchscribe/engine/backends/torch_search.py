@@ -1,5 +1,5 @@
-"""Batched beam search (and sampling, for the temperature fallback) over transformers' Whisper
-decoder with a KV cache, for every window of a batch at once.
+"""Batched beam search (and sampling, for the temperature fallback) over the step decoder
+(torch_decoder.py) and its cache, for every window of a batch at once.
 
 It also keeps, for every hypothesis, the alignment heads' cross-attention queries at each step,
 so that word times need no second pass of the decoder over the chosen text (see whisper_torch.py).
