@@ -186,3 +186,64 @@ def test_a_hugging_face_folder_runs_on_pytorch_without_asking(tiny_hf):
     (result,) = summary.results
     assert wer([reference(f"librispeech/test-other/{clip.name}")], [result.transcript.text]) <= 0.2
     assert result.transcript.segments[0].words
+
+
+def _copy_folder(source, target):
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncated weights", "cannot load the Hugging Face Whisper model"),
+        ("another activation", r"activation_function 'relu' \(expected 'gelu'\)"),
+        ("a setting missing", "lacks 'encoder_attention_heads'"),
+        ("a weight missing", "lacks 'model.decoder.layer_norm.weight'"),
+    ],
+)
+def test_a_folder_the_backend_cannot_run_is_a_model_error_saying_why(tiny_hf, tmp_path, damage, message):
+    from safetensors.torch import load_file, save_file
+
+    from batchscribe.engine.backends.whisper_torch import WhisperTorch
+
+    folder = _copy_folder(tiny_hf, tmp_path / "model")
+    config_file, weights = folder / "config.json", folder / WEIGHTS
+    config = json.loads(config_file.read_text())
+    if damage == "truncated weights":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "another activation":
+        config_file.write_text(json.dumps({**config, "activation_function": "relu"}))
+    elif damage == "a setting missing":
+        config.pop("encoder_attention_heads")
+        config_file.write_text(json.dumps(config))
+    else:
+        state = load_file(weights)
+        state.pop("model.decoder.layer_norm.weight")
+        save_file(state, weights)
+    with pytest.raises(ModelError, match=message):
+        WhisperTorch(folder, choose_placement(device="cpu", threads=1, backend="torch"))
+
+
+def test_encoder_and_output_projection_match_transformers(tiny_hf):
+    """The encoder (CTranslate2's layout, mapped from transformers' names) and the packed output
+    projection against transformers' own, in float32."""
+    from safetensors.torch import load_file
+    from transformers import WhisperForConditionalGeneration
+
+    from batchscribe.engine.backends.torch_decoder import Decoder
+    from batchscribe.engine.backends.torch_encoder import TorchEncoder
+    from batchscribe.engine.models.hf_weights import ct2_encoder_weights
+
+    reference = WhisperForConditionalGeneration.from_pretrained(tiny_hf, dtype=torch.float32).eval()
+    state = load_file(tiny_hf / WEIGHTS)
+    encoder = TorchEncoder(ct2_encoder_weights({n: t.numpy() for n, t in state.items() if "encoder" in n}, 6))
+    mel = torch.randn(2, 80, 3000, generator=torch.Generator().manual_seed(1))
+    hidden = torch.randn(3, 384, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        ours, theirs = encoder(mel), reference.model.encoder(mel).last_hidden_state
+        assert (ours - theirs).norm() <= 1e-4 * theirs.norm()
+        logits = Decoder(state, heads=6, alignment_heads=[(2, 0)]).logits(hidden)
+        assert torch.allclose(logits, reference.proj_out(hidden), atol=1e-4)

@@ -20,9 +20,10 @@ class PackedLinear:
     on other devices and dtypes, where F.linear is already fast)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, pack: bool):
-        self.weight, self.bias = weight, bias
+        self.bias = bias
         self.out_features = weight.shape[0]
         self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, 64) if pack else None
+        self.weight = None if pack else weight  # the packed copy replaces it
 
     def __call__(self, x: torch.Tensor, gelu: bool = False) -> torch.Tensor:
         """y, or gelu(y) (the exact, erf form) when `gelu`."""
@@ -38,7 +39,14 @@ class PackedLinear:
 
 
 def can_pack(device: torch.device, dtype: torch.dtype) -> bool:
-    return device.type == "cpu" and dtype == torch.bfloat16 and torch.backends.mkldnn.is_available()
+    """oneDNN packs bf16 weights only on CPUs with bf16 support (a forced --compute-type bfloat16
+    elsewhere runs unpacked)."""
+    return (
+        device.type == "cpu"
+        and dtype == torch.bfloat16
+        and torch.backends.mkldnn.is_available()
+        and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
 
 
 class DecoderCache:
@@ -83,8 +91,10 @@ class _Layer:
 
     def __init__(self, state: dict[str, torch.Tensor], name: str, heads: int, pack: bool):
         def linear(part: str, scale: float = 1.0) -> PackedLinear:
-            bias = state.get(f"{name}.{part}.bias")
-            return PackedLinear(state[f"{name}.{part}.weight"] * scale, None if bias is None else bias * scale, pack)
+            weight, bias = state[f"{name}.{part}.weight"], state.get(f"{name}.{part}.bias")
+            if scale != 1.0:
+                weight, bias = weight * scale, None if bias is None else bias * scale
+            return PackedLinear(weight, bias, pack)
 
         self.heads = heads
         self.norm1 = _LayerNorm(state, f"{name}.self_attn_layer_norm")

@@ -51,7 +51,8 @@ def _keep_attention_off_cudnn() -> None:
 
 
 def _read_folder(model_path: Path) -> tuple[dict, dict, dict[str, torch.Tensor]]:
-    """config.json, generation_config.json (or the same keys in config.json) and the weights."""
+    """config.json, generation_config.json (or the same keys in config.json) and the weights.
+    Raises ModelError for a folder that cannot be read or is not a Whisper model this runs."""
     try:
         config = json.loads((model_path / "config.json").read_text())
         generation_file = model_path / "generation_config.json"
@@ -62,17 +63,27 @@ def _read_folder(model_path: Path) -> tuple[dict, dict, dict[str, torch.Tensor]]
             state = load_file(model_path / "model.safetensors")
         else:
             state = torch.load(model_path / "pytorch_model.bin", map_location="cpu", weights_only=True)
-        if "decoder.embed_tokens.weight" in state:  # saved from WhisperModel: no "model." prefix
-            state = {f"model.{name}": t for name, t in state.items()}
-        if config.get("model_type") != "whisper" or "model.decoder.embed_tokens.weight" not in state:
-            raise ValueError("not a transformers Whisper model (model_type whisper, model.decoder.* weights)")
-    except (OSError, ValueError, KeyError, RuntimeError) as error:
+    except Exception as error:  # json, safetensors and pickle raise many types; all mean unreadable
         raise ModelError(f"cannot load the Hugging Face Whisper model in {model_path}: {error}") from error
+    if "decoder.embed_tokens.weight" in state:  # saved from WhisperModel: no "model." prefix
+        state = {f"model.{name}": t for name, t in state.items()}
+    unlike = {
+        "model_type": (config.get("model_type"), "whisper"),
+        "activation_function": (config.get("activation_function", "gelu"), "gelu"),
+        "scale_embedding": (config.get("scale_embedding", False), False),
+    }
+    different = [f"{key} {found!r} (expected {wanted!r})" for key, (found, wanted) in unlike.items() if found != wanted]
+    if different or "model.decoder.embed_tokens.weight" not in state:
+        raise ModelError(
+            f"{model_path} is not a Whisper model this backend runs: "
+            + ("; ".join(different) or "no model.decoder.* weights")
+        )
     return config, generation, state
 
 
 class WhisperTorch(Engine):
-    """A transformers Whisper model in `model_path` (Hugging Face layout), run by PyTorch."""
+    """A transformers Whisper model in `model_path` (Hugging Face layout), run by PyTorch.
+    Raises ModelError when the folder cannot be read or lacks a setting or weight it needs."""
 
     def __init__(self, model_path: Path, placement: Placement):
         torch.set_num_threads(placement.threads)
@@ -81,12 +92,23 @@ class WhisperTorch(Engine):
         config, generation, state = _read_folder(model_path)
         if self.device.type == "cuda":
             _keep_attention_off_cudnn()
-        encoder_state = {n: t.float().numpy() for n, t in state.items() if n.startswith("model.encoder.")}
-        # float32 weights under autocast, as the CTranslate2 backend's bf16 encoder runs: the
-        # residual stream stays float32 (see Float32Conv for the first convolution)
+        try:
+            self._load(model_path, placement, config, generation, state)
+        except KeyError as error:
+            raise ModelError(
+                f"the Hugging Face Whisper model in {model_path} lacks {error} (a setting in config.json or a weight)"
+            ) from error
+
+    def _load(self, model_path: Path, placement: Placement, config: dict, generation: dict, state: dict) -> None:
+        """Takes the weights out of `state` as it goes, so that at most one extra copy is alive."""
+        encoder_state = {n: state.pop(n).float().numpy() for n in list(state) if n.startswith("model.encoder.")}
+        # float32 weights under autocast, as the CTranslate2 backend's bf16 encoder runs: its
+        # residual stream stays float32 (and see Float32Conv). On a GPU this keeps the encoder's
+        # weights in float32 too, twice the memory of float16, for one encoder on both devices.
         self._encoder = TorchEncoder(
             ct2_encoder_weights(encoder_state, int(config["encoder_attention_heads"])), self.device
         )
+        del encoder_state
         vocab_size, eot = int(config["vocab_size"]), int(config["eos_token_id"])
         layers, heads = int(config["decoder_layers"]), int(config["decoder_attention_heads"])
         multilingual = vocab_size > ENGLISH_ONLY_VOCABULARY
@@ -103,7 +125,9 @@ class WhisperTorch(Engine):
         ]  # CTranslate2's default when a model names none
         self._alignment_heads = [(int(layer), int(head)) for layer, head in named]
         decoder_state = {
-            n: t.to(self.device, self.dtype) for n, t in state.items() if n.startswith(("model.decoder.", "proj_out."))
+            n: state.pop(n).to(self.device, self.dtype)
+            for n in list(state)
+            if n.startswith(("model.decoder.", "proj_out."))
         }
         self._decoder = Decoder(decoder_state, heads, self._alignment_heads)
 
