@@ -247,3 +247,22 @@ def test_encoder_and_output_projection_match_transformers(tiny_hf):
         assert (ours - theirs).norm() <= 1e-4 * theirs.norm()
         logits = Decoder(state, heads=6, alignment_heads=[(2, 0)]).logits(hidden)
         assert torch.allclose(logits, reference.proj_out(hidden), atol=1e-4)
+
+
+def test_the_float16_path_a_gpu_runs_gives_float32s_transcript(tiny_hf):
+    """On CUDA the backend runs float16: the encoder under fp16 autocast and the decoder's weights
+    unpacked (oneDNN packing is for CPU bf16 only). The same code runs here on the CPU, so that path
+    is tested without a GPU: same words as float32 on real speech."""
+    from batchscribe.engine.backends.whisper_torch import WhisperTorch
+
+    files = sorted(LIBRISPEECH.glob("*.flac"))[:2]
+    audio = [np.concatenate(list(open_audio(f).blocks()))[: 30 * 16000] for f in files]
+    texts = {}
+    for compute_type in ("float32", "float16"):
+        engine = WhisperTorch(tiny_hf, Placement("cpu", compute_type, 1, 1, "torch", "torch"))
+        assert all(layer.fc1.packed is None for layer in engine._decoder.layers)
+        features = np.stack([engine.features(np.pad(a, (0, 30 * 16000 - len(a)))) for a in audio])
+        decoded = engine.decode(features, [len(a) / 16000 for a in audio], "en", DecodeOptions())
+        assert all(window.words for window in decoded)
+        texts[compute_type] = [window.text for window in decoded]
+    assert wer(texts["float32"], texts["float16"]) <= 0.02
