@@ -16,15 +16,16 @@ CONVERTER = REPO.parent / "shared" / "tools" / "ct2_to_hf.py"
 SYSTEMS = ("batchscribe", "batchscribe-torch", "fw-sequential", "fw-batched-8", "fw-batched-16", "whisper-s2t",
            "whisper-s2t-beam5", "seed")  # fmt: skip
 """Run by default; `hf-pipeline-16` (transformers' batched ASR pipeline), `batchscribe-ct2`,
-`batchscribe-no-packing` (every file in windows of its own: `--no-packing`) and `batchscribe-before`
+`batchscribe-no-packing` (every file in windows of its own: `--no-packing`), `batchscribe-told-en` (`--language
+en`: told the language, as WhisperS2T is, instead of detecting it per file) and `batchscribe-before`
 (another checkout's code, named by BENCH_BEFORE_SRC, e.g. a worktree's src: a before/after table
 from one run) on request."""
-ENGLISH_ONLY = ("whisper-s2t", "whisper-s2t-beam5")
-"""Systems without language detection (WhisperS2T takes each file's language from its caller): left out of the
-multilingual corpus rather than told the answer."""
+ENGLISH_ONLY = ("whisper-s2t", "whisper-s2t-beam5", "batchscribe-told-en")
+"""Systems without language detection (WhisperS2T takes each file's language from its caller, and is told "en"):
+left out of the multilingual corpus rather than told the answer."""
 BACKEND_OF = {
     "batchscribe": "auto", "batchscribe-ct2": "ct2", "batchscribe-torch": "torch", "batchscribe-no-packing": "auto",
-    "batchscribe-before": "auto",
+    "batchscribe-before": "auto", "batchscribe-told-en": "auto",
 }  # fmt: skip
 
 
@@ -50,7 +51,8 @@ def command(system: str, model: str, out: Path, files: list[Path], threads: int,
         before = ["env", f"PYTHONPATH={os.environ['BENCH_BEFORE_SRC']}"] if system == "batchscribe-before" else []
         return [*before, sys.executable, "-m", "batchscribe", "transcribe", *paths, "-o", str(out), "--model", model,
                 "--formats", "txt", "--overwrite", "--threads", str(threads), "--backend", BACKEND_OF[system],
-                "--device", device, *(["--no-packing"] if system == "batchscribe-no-packing" else [])]  # fmt: skip
+                "--device", device, *(["--no-packing"] if system == "batchscribe-no-packing" else []),
+                *(["--language", "en"] if system == "batchscribe-told-en" else [])]  # fmt: skip
     if system == "seed":
         return [sys.executable, str(SEED_TOOL), "--model", str(hf_model(model)), "--out", str(out),
                 "--threads", str(threads), "--device", device, *paths]  # fmt: skip
