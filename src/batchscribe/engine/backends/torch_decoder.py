@@ -142,6 +142,7 @@ class Decoder:
         self.norm = _LayerNorm(state, "model.decoder.layer_norm")
         self.logits = PackedLinear(state.get("proj_out.weight", self.embed), None, pack)
         self.alignment_heads = alignment_heads
+        self._aligned_layers = {layer for layer, _ in alignment_heads}
 
     def __call__(
         self, tokens: torch.Tensor, encoded: torch.Tensor, cache: DecoderCache
@@ -164,7 +165,7 @@ class Decoder:
         for index, layer in enumerate(self.layers):
             x = x + self._self_attention(layer, index, layer.norm1(x), cache, start)
             query = self._split(layer.cross_query(layer.norm2(x)), layer.heads)  # (rows, heads, count, size)
-            if any(aligned == index for aligned, _ in self.alignment_heads):
+            if index in self._aligned_layers:
                 queries[index] = query
             keys, values = cache.cross[index]
             windows = keys.shape[0]

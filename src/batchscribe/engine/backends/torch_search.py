@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 from batchscribe.engine.backends.torch_decoder import DecoderCache
 
-Decoder = Callable[[torch.Tensor, torch.Tensor, DecoderCache], tuple[torch.Tensor, torch.Tensor]]
+Step = Callable[[torch.Tensor, torch.Tensor, DecoderCache], tuple[torch.Tensor, torch.Tensor]]
 """(tokens, encoded, cache) -> (bf16/fp16 logits of the last position, alignment-head queries)."""
 
 
@@ -52,7 +52,7 @@ def log_normalizer(logits: torch.Tensor) -> torch.Tensor:
 
 
 def search(
-    decoder: Decoder, prompt_logits: torch.Tensor, prompt_queries: torch.Tensor, cache: DecoderCache,
+    step: Step, prompt_logits: torch.Tensor, prompt_queries: torch.Tensor, cache: DecoderCache,
     encoded: torch.Tensor, settings: SearchSettings,
 ) -> list[Hypothesis]:  # fmt: skip
     """The best hypothesis of every window, given the logits and queries at the prompt's last
@@ -71,7 +71,7 @@ def search(
     active = list(range(windows))
     for _ in range(1, settings.limit):
         last = torch.tensor([[h.tokens[-1]] for w in active for h in beams[w]], device=encoded.device)
-        logits, step_queries = decoder(last, encoded, cache)
+        logits, step_queries = step(last, encoded, cache)
         queries = torch.cat([queries, step_queries], dim=1)
         logits = logits.float().index_fill_(1, settings.suppress, -torch.inf)
         tokens, logprobs = _choose(logits, 2 * width if width > 1 else 1, settings.temperature)
