@@ -97,53 +97,70 @@ def _convert(ct2_path: Path, out: Path) -> None:
     mark_verified(out / VERIFIED, [weights_file])
 
 
+# One row per CTranslate2 tensor group: (its name, transformers' names for it, how they correspond).
+# "linear": <name>/weight and /bias <-> <hf>.weight and .bias; "norm": /gamma and /beta <-> .weight
+# and .bias; "fused": CTranslate2's one projection is transformers' q/k/v (or k/v) stacked, and
+# Whisper's key projection has no bias; "array": the tensor itself, under the names as given.
+NamePair = tuple[str, tuple[str, ...], str]
+
+
+def _name_pairs(encoder_layers: int, decoder_layers: int) -> list[NamePair]:
+    """Every tensor of a Whisper model with these numbers of layers, in both naming schemes."""
+
+    def block(ct2: str, hf: str) -> list[NamePair]:
+        a = f"{ct2}/self_attention"
+        return [
+            (f"{a}/linear_0", tuple(f"{hf}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj")), "fused"),
+            (f"{a}/linear_1", (f"{hf}.self_attn.out_proj",), "linear"),
+            (f"{a}/layer_norm", (f"{hf}.self_attn_layer_norm",), "norm"),
+            (f"{ct2}/ffn/linear_0", (f"{hf}.fc1",), "linear"),
+            (f"{ct2}/ffn/linear_1", (f"{hf}.fc2",), "linear"),
+            (f"{ct2}/ffn/layer_norm", (f"{hf}.final_layer_norm",), "norm"),
+        ]
+
+    pairs: list[NamePair] = [
+        ("encoder/conv1", ("model.encoder.conv1",), "linear"),
+        ("encoder/conv2", ("model.encoder.conv2",), "linear"),
+        ("encoder/position_encodings/encodings", ("model.encoder.embed_positions.weight",), "array"),
+    ]
+    for i in range(encoder_layers):
+        pairs += block(f"encoder/layer_{i}", f"model.encoder.layers.{i}")
+    pairs += [
+        ("encoder/layer_norm", ("model.encoder.layer_norm",), "norm"),
+        ("decoder/embeddings/weight", ("model.decoder.embed_tokens.weight",), "array"),
+        ("decoder/position_encodings/encodings", ("model.decoder.embed_positions.weight",), "array"),
+    ]
+    for i in range(decoder_layers):
+        ct2, hf = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
+        pairs += block(ct2, hf)
+        pairs += [
+            (f"{ct2}/attention/linear_0", (f"{hf}.encoder_attn.q_proj",), "linear"),
+            (f"{ct2}/attention/linear_1", (f"{hf}.encoder_attn.k_proj", f"{hf}.encoder_attn.v_proj"), "fused"),
+            (f"{ct2}/attention/linear_2", (f"{hf}.encoder_attn.out_proj",), "linear"),
+            (f"{ct2}/attention/layer_norm", (f"{hf}.encoder_attn_layer_norm",), "norm"),
+        ]
+    pairs.append(("decoder/layer_norm", ("model.decoder.layer_norm",), "norm"))
+    return pairs
+
+
 def _hf_state(w: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
     """transformers' parameter names for CTranslate2's, and the model's dimensions."""
-    state: dict[str, np.ndarray] = {}
-
-    def copy(ct2: str, hf: str, bias: bool = True) -> None:
-        state[f"{hf}.weight"] = w[f"{ct2}/weight"]
-        if bias:
-            state[f"{hf}.bias"] = w[f"{ct2}/bias"]
-
-    def norm(ct2: str, hf: str) -> None:
-        state[f"{hf}.weight"], state[f"{hf}.bias"] = w[f"{ct2}/gamma"], w[f"{ct2}/beta"]
-
-    def split(ct2: str, hf: list[str]) -> None:
-        """A fused projection into q/k/v (or k/v); Whisper's key projection has no bias."""
-        weights, biases = np.split(w[f"{ct2}/weight"], len(hf)), np.split(w[f"{ct2}/bias"], len(hf))
-        for name, weight, bias in zip(hf, weights, biases, strict=True):
-            state[f"{name}.weight"] = weight
-            if not name.endswith("k_proj"):
-                state[f"{name}.bias"] = bias
-
-    def block(ct2: str, hf: str) -> None:
-        a = f"{ct2}/self_attention"
-        split(f"{a}/linear_0", [f"{hf}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj")])
-        copy(f"{a}/linear_1", f"{hf}.self_attn.out_proj")
-        norm(f"{a}/layer_norm", f"{hf}.self_attn_layer_norm")
-        copy(f"{ct2}/ffn/linear_0", f"{hf}.fc1")
-        copy(f"{ct2}/ffn/linear_1", f"{hf}.fc2")
-        norm(f"{ct2}/ffn/layer_norm", f"{hf}.final_layer_norm")
-
     layers = {side: sum(1 for n in w if n.startswith(f"{side}/layer_") and n.endswith("ffn/linear_0/weight"))
               for side in ("encoder", "decoder")}  # fmt: skip
-    copy("encoder/conv1", "model.encoder.conv1")
-    copy("encoder/conv2", "model.encoder.conv2")
-    state["model.encoder.embed_positions.weight"] = w["encoder/position_encodings/encodings"]
-    for i in range(layers["encoder"]):
-        block(f"encoder/layer_{i}", f"model.encoder.layers.{i}")
-    norm("encoder/layer_norm", "model.encoder.layer_norm")
-    state["model.decoder.embed_tokens.weight"] = w["decoder/embeddings/weight"]
-    state["model.decoder.embed_positions.weight"] = w["decoder/position_encodings/encodings"]
-    for i in range(layers["decoder"]):
-        ct2, hf = f"decoder/layer_{i}", f"model.decoder.layers.{i}"
-        block(ct2, hf)
-        copy(f"{ct2}/attention/linear_0", f"{hf}.encoder_attn.q_proj")
-        split(f"{ct2}/attention/linear_1", [f"{hf}.encoder_attn.k_proj", f"{hf}.encoder_attn.v_proj"])
-        copy(f"{ct2}/attention/linear_2", f"{hf}.encoder_attn.out_proj")
-        norm(f"{ct2}/attention/layer_norm", f"{hf}.encoder_attn_layer_norm")
-    norm("decoder/layer_norm", "model.decoder.layer_norm")
+    state: dict[str, np.ndarray] = {}
+    for ct2, hf, kind in _name_pairs(layers["encoder"], layers["decoder"]):
+        if kind == "array":
+            state[hf[0]] = w[ct2]
+        elif kind == "norm":
+            state[f"{hf[0]}.weight"], state[f"{hf[0]}.bias"] = w[f"{ct2}/gamma"], w[f"{ct2}/beta"]
+        elif kind == "linear":
+            state[f"{hf[0]}.weight"], state[f"{hf[0]}.bias"] = w[f"{ct2}/weight"], w[f"{ct2}/bias"]
+        else:
+            weights, biases = np.split(w[f"{ct2}/weight"], len(hf)), np.split(w[f"{ct2}/bias"], len(hf))
+            for name, weight, bias in zip(hf, weights, biases, strict=True):
+                state[f"{name}.weight"] = weight
+                if not name.endswith("k_proj"):
+                    state[f"{name}.bias"] = bias
     tied = "decoder/projection/weight" not in w
     if not tied:
         state["proj_out.weight"] = w["decoder/projection/weight"]
@@ -170,35 +187,23 @@ def _hf_state(w: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def ct2_encoder_weights(state: dict[str, np.ndarray], heads: int) -> dict[str, np.ndarray]:
-    """The encoder of a transformers state dict under CTranslate2's names ("encoder/..."), the
-    reverse of _hf_state for the encoder, so that one PyTorch encoder (torch_encoder.py) serves
-    both layouts. Queries, keys and values are fused as CTranslate2 fuses them (keys have no bias)."""
+    """The encoder of a transformers state dict under CTranslate2's names ("encoder/..."), _hf_state
+    read backwards, so that one PyTorch encoder (torch_encoder.py) serves both layouts. Queries,
+    keys and values are fused as CTranslate2 fuses them (the key's bias is zero)."""
+    layers = sum(1 for name in state if name.startswith("model.encoder.layers.") and name.endswith(".fc1.weight"))
     w: dict[str, np.ndarray] = {"encoder/num_heads": np.array(heads)}
-
-    def copy(hf: str, ct2: str) -> None:
-        w[f"encoder/{ct2}/weight"], w[f"encoder/{ct2}/bias"] = state[f"{hf}.weight"], state[f"{hf}.bias"]
-
-    def norm(hf: str, ct2: str) -> None:
-        w[f"encoder/{ct2}/gamma"], w[f"encoder/{ct2}/beta"] = state[f"{hf}.weight"], state[f"{hf}.bias"]
-
-    prefix = "model.encoder"
-    copy(f"{prefix}.conv1", "conv1")
-    copy(f"{prefix}.conv2", "conv2")
-    w["encoder/position_encodings/encodings"] = state[f"{prefix}.embed_positions.weight"]
-    layers = sum(1 for name in state if name.startswith(f"{prefix}.layers.") and name.endswith(".fc1.weight"))
-    for i in range(layers):
-        hf, ct2 = f"{prefix}.layers.{i}", f"layer_{i}"
-        q, k, v = (f"{hf}.self_attn.{p}" for p in ("q_proj", "k_proj", "v_proj"))
-        w[f"encoder/{ct2}/self_attention/linear_0/weight"] = np.concatenate(
-            [state[f"{q}.weight"], state[f"{k}.weight"], state[f"{v}.weight"]]
-        )
-        w[f"encoder/{ct2}/self_attention/linear_0/bias"] = np.concatenate(
-            [state[f"{q}.bias"], np.zeros_like(state[f"{q}.bias"]), state[f"{v}.bias"]]
-        )
-        copy(f"{hf}.self_attn.out_proj", f"{ct2}/self_attention/linear_1")
-        norm(f"{hf}.self_attn_layer_norm", f"{ct2}/self_attention/layer_norm")
-        copy(f"{hf}.fc1", f"{ct2}/ffn/linear_0")
-        copy(f"{hf}.fc2", f"{ct2}/ffn/linear_1")
-        norm(f"{hf}.final_layer_norm", f"{ct2}/ffn/layer_norm")
-    norm(f"{prefix}.layer_norm", "layer_norm")
+    for ct2, hf, kind in _name_pairs(layers, 0):
+        if not ct2.startswith("encoder/"):
+            continue
+        if kind == "array":
+            w[ct2] = state[hf[0]]
+        elif kind == "norm":
+            w[f"{ct2}/gamma"], w[f"{ct2}/beta"] = state[f"{hf[0]}.weight"], state[f"{hf[0]}.bias"]
+        elif kind == "linear":
+            w[f"{ct2}/weight"], w[f"{ct2}/bias"] = state[f"{hf[0]}.weight"], state[f"{hf[0]}.bias"]
+        else:
+            w[f"{ct2}/weight"] = np.concatenate([state[f"{name}.weight"] for name in hf])
+            w[f"{ct2}/bias"] = np.concatenate(
+                [state.get(f"{name}.bias", np.zeros_like(state[f"{hf[0]}.bias"])) for name in hf]
+            )
     return w
