@@ -12,7 +12,7 @@ from batchscribe.audio.decode import declared_seconds
 from batchscribe.engine.models.ct2_weights import read_weights
 from batchscribe.engine.models.resolve import resolve_model
 from batchscribe.engine.placement import Placement, choose_encoder, cpu_has_amx, quick_start
-from batchscribe.errors import OptionsError
+from batchscribe.errors import ModelError, OptionsError
 
 torch = pytest.importorskip("torch")
 
@@ -78,6 +78,24 @@ def test_one_short_file_runs_without_pytorch_or_scipy_signal(tmp_path, monkeypat
     imported = {line.rsplit("|", 1)[1].strip() for line in timed}
     assert "batchscribe.audio.vad" in imported  # the probe reports imports at all
     assert not {"torch", "scipy.signal"} & imported
+
+
+@pytest.mark.parametrize("encoder", ["ct2", "torch-bf16"])
+def test_a_damaged_model_gives_a_model_error_whichever_encoder_loads_beside_it(tmp_path, encoder):
+    """With PyTorch's encoder, CTranslate2 loads its model in a thread while torch is imported;
+    its failure must still end the load with the same ModelError, not be lost in that thread."""
+    import shutil
+
+    from batchscribe.engine.backends import load_engine
+
+    source = resolve_model("tiny.en")
+    shutil.copytree(source.path, tmp_path / "model")
+    weights = tmp_path / "model" / "model.bin"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ModelError, match="cannot load the model in"):
+        load_engine(replace(source, path=tmp_path / "model"), Placement("cpu", "int8", 1, 2, encoder))
+    engine = load_engine(source, Placement("cpu", "int8", 1, 2, encoder))  # and the intact one loads
+    assert engine.model.n_mels == 80 and (engine._torch_encoder is not None) == (encoder == "torch-bf16")
 
 
 def test_weights_are_read_and_dequantized_from_model_bin():

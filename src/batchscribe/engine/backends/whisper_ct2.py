@@ -7,6 +7,7 @@ files packed into one window.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import ctranslate2
@@ -39,22 +40,41 @@ class WhisperCT2(Engine):
     matrix units, on PyTorch (see torch_encoder.py), as `placement.encoder` says."""
 
     def __init__(self, model_path: Path, placement: Placement):
-        try:
-            self.model = ctranslate2.models.Whisper(
-                str(model_path),
-                device=placement.device,
-                compute_type=placement.compute_type,
-                intra_threads=placement.threads,
-                inter_threads=placement.workers,
-            )
-        except (RuntimeError, ValueError) as error:
-            raise ModelError(f"cannot load the model in {model_path}: {error}") from error
-        super().__init__(model_path, self.model.n_mels, self.model.is_multilingual, placement.workers)
+        loaded: dict = {}
+
+        def load() -> None:
+            try:
+                loaded["model"] = ctranslate2.models.Whisper(
+                    str(model_path),
+                    device=placement.device,
+                    compute_type=placement.compute_type,
+                    intra_threads=placement.threads,
+                    inter_threads=placement.workers,
+                )
+            except (RuntimeError, ValueError) as error:
+                loaded["error"] = error
+
         self._torch_encoder = None
         if placement.encoder == "torch-bf16":
-            from batchscribe.engine.backends.torch_encoder import Bf16Encoder
+            # CTranslate2 loads its model without the GIL, so it overlaps `import torch`: tiny.en
+            # ready in 1.85-1.92 s instead of 2.19-2.29 s (2-core AMX Xeon, bench/results/speed-ab/levers.md)
+            thread = threading.Thread(target=load, name="batchscribe-ct2-load", daemon=True)
+            thread.start()
+            try:
+                from batchscribe.engine.backends.torch_encoder import Bf16Encoder
 
-            self._torch_encoder = Bf16Encoder(model_path, placement.threads)
+                self._torch_encoder = Bf16Encoder(model_path, placement.threads)
+            except Exception:
+                thread.join()
+                if "error" not in loaded:
+                    raise
+            thread.join()
+        else:
+            load()
+        if "error" in loaded:
+            raise ModelError(f"cannot load the model in {model_path}: {loaded['error']}") from loaded["error"]
+        self.model = loaded["model"]
+        super().__init__(model_path, self.model.n_mels, self.model.is_multilingual, placement.workers)
 
     def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
         if self._torch_encoder is not None:
