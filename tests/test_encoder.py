@@ -129,6 +129,9 @@ def test_language_from_the_speech_alone_agrees_with_the_padded_window(backend):
     assert engine.encodes_speech_alone
     files = sorted(p for p in (DATA / "multilingual").rglob("*") if p.suffix in {".wav", ".flac", ".ogg", ".mp3"})
     assert len(files) >= 20
+    if backend == "torch":  # the same encoder class as ct2's above, which hears every file: one per language
+        files = list({path.parent: path for path in reversed(files)}.values())
+        assert len(files) >= 7
     for path in files:
         audio = np.concatenate(list(open_audio(path).blocks()))[: 12 * 16000]
         features = engine.features(np.pad(audio, (0, 480000 - audio.size)))
