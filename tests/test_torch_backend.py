@@ -4,6 +4,7 @@ against CTranslate2's on real speech. End-to-end quality is in test_quality.py f
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -188,13 +189,6 @@ def test_a_hugging_face_folder_runs_on_pytorch_without_asking(tiny_hf):
     assert result.transcript.segments[0].words
 
 
-def _copy_folder(source, target):
-    import shutil
-
-    shutil.copytree(source, target)
-    return target
-
-
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -209,7 +203,7 @@ def test_a_folder_the_backend_cannot_run_is_a_model_error_saying_why(tiny_hf, tm
 
     from batchscribe.engine.backends.whisper_torch import WhisperTorch
 
-    folder = _copy_folder(tiny_hf, tmp_path / "model")
+    folder = shutil.copytree(tiny_hf, tmp_path / "model")
     config_file, weights = folder / "config.json", folder / WEIGHTS
     config = json.loads(config_file.read_text())
     if damage == "truncated weights":

@@ -7,7 +7,7 @@ files packed into one window.
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import ctranslate2
@@ -40,40 +40,22 @@ class WhisperCT2(Engine):
     matrix units, on PyTorch (see torch_encoder.py), as `placement.encoder` says."""
 
     def __init__(self, model_path: Path, placement: Placement):
-        loaded: dict = {}
-
-        def load() -> None:
-            try:
-                loaded["model"] = ctranslate2.models.Whisper(
-                    str(model_path),
-                    device=placement.device,
-                    compute_type=placement.compute_type,
-                    intra_threads=placement.threads,
-                    inter_threads=placement.workers,
-                )
-            except (RuntimeError, ValueError) as error:
-                loaded["error"] = error
-
         self._torch_encoder = None
-        if placement.encoder == "torch-bf16":
+        if placement.encoder != "torch-bf16":
+            self.model = _load_model(model_path, placement)
+        else:
             # CTranslate2 loads its model without the GIL, so it overlaps `import torch`: tiny.en
             # ready in 1.85-1.92 s instead of 2.19-2.29 s (2-core AMX Xeon, bench/results/speed-ab/levers.md)
-            thread = threading.Thread(target=load, name="batchscribe-ct2-load", daemon=True)
-            thread.start()
-            try:
-                from batchscribe.engine.backends.torch_encoder import Bf16Encoder
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batchscribe-ct2-load") as loader:
+                loading = loader.submit(_load_model, model_path, placement)
+                try:
+                    from batchscribe.engine.backends.torch_encoder import Bf16Encoder
 
-                self._torch_encoder = Bf16Encoder(model_path, placement.threads)
-            except Exception:
-                thread.join()
-                if "error" not in loaded:
+                    self._torch_encoder = Bf16Encoder(model_path, placement.threads)
+                except Exception:
+                    loading.result()  # a model CTranslate2 cannot load says so first, as a ModelError
                     raise
-            thread.join()
-        else:
-            load()
-        if "error" in loaded:
-            raise ModelError(f"cannot load the model in {model_path}: {loaded['error']}") from loaded["error"]
-        self.model = loaded["model"]
+                self.model = loading.result()
         super().__init__(model_path, self.model.n_mels, self.model.is_multilingual, placement.workers)
 
     def encode(self, features: np.ndarray) -> ctranslate2.StorageView:
@@ -147,6 +129,20 @@ class WhisperCT2(Engine):
                 tokenizer, texts[i], path[:, 0], path[:, 1], np.asarray(alignment.text_token_probs)
             )
         return words
+
+
+def _load_model(model_path: Path, placement: Placement) -> ctranslate2.models.Whisper:
+    """Raises ModelError when CTranslate2 cannot load the model in `model_path`."""
+    try:
+        return ctranslate2.models.Whisper(
+            str(model_path),
+            device=placement.device,
+            compute_type=placement.compute_type,
+            intra_threads=placement.threads,
+            inter_threads=placement.workers,
+        )
+    except (RuntimeError, ValueError) as error:
+        raise ModelError(f"cannot load the model in {model_path}: {error}") from error
 
 
 def generation_length(limit: int, prompt_tokens: int) -> int:
